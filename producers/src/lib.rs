@@ -1,0 +1,1 @@
+//! Producers: turn real Dota 2 records into events and publish them.

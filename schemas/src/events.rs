@@ -1,0 +1,215 @@
+//! Typed events. Each struct mirrors one `.avsc` file under `schemas/avro/`
+//! field for field: the `.avsc` file is the source of truth.
+//!
+//! Times are unix epoch values; the unit is in the field name or its doc.
+
+use serde::{Deserialize, Serialize};
+
+/// Steam's marker for a player who hides their account: such players stay anonymous.
+pub const ANONYMOUS_ACCOUNT_ID: i64 = 4_294_967_295;
+
+/// A finished match with its players, as a scout needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchCompleted {
+    pub match_id: i64,
+    pub match_seq_num: Option<i64>,
+    /// Unix seconds.
+    pub start_time: i64,
+    pub duration_secs: i32,
+    pub radiant_win: bool,
+    /// Numeric game mode (dotaconstants `game_mode.json` id).
+    pub game_mode: i32,
+    /// Numeric lobby type (dotaconstants `lobby_type.json` id).
+    pub lobby_type: i32,
+    /// 0 when the match is not part of a league.
+    pub league_id: i64,
+    /// Server cluster; the region is derived from it (dotaconstants `cluster.json`).
+    pub cluster: i32,
+    pub radiant_team: Option<Team>,
+    pub dire_team: Option<Team>,
+    pub radiant_score: Option<i32>,
+    pub dire_score: Option<i32>,
+    pub picks_bans: Vec<PickBan>,
+    pub players: Vec<PlayerPerformance>,
+    /// Where the record came from: `steam_api`, `game_coordinator` or `json`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub team_id: i64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickBan {
+    pub is_pick: bool,
+    pub hero_id: i32,
+    /// 0 radiant, 1 dire.
+    pub team: i32,
+    pub order: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerPerformance {
+    /// `None` for anonymous players (Steam's 4294967295).
+    pub account_id: Option<i64>,
+    /// 0-4 radiant, 128-132 dire.
+    pub player_slot: i32,
+    pub hero_id: i32,
+    pub kills: i32,
+    pub deaths: i32,
+    pub assists: i32,
+    pub last_hits: i32,
+    pub denies: i32,
+    pub gold_per_min: i32,
+    pub xp_per_min: i32,
+    pub level: i32,
+    pub hero_damage: Option<i64>,
+    pub tower_damage: Option<i64>,
+    pub hero_healing: Option<i64>,
+    pub gold: Option<i64>,
+    pub gold_spent: Option<i64>,
+    pub net_worth: Option<i64>,
+    pub leaver_status: Option<i32>,
+    /// Main inventory item ids, slot 0 to 5 (0 = empty).
+    pub items: Vec<i32>,
+    pub backpack: Vec<i32>,
+    /// Name shown in game, when the source carries it.
+    pub persona_name: Option<String>,
+}
+
+impl PlayerPerformance {
+    pub fn is_radiant(&self) -> bool {
+        self.player_slot < 128
+    }
+}
+
+/// Scout data about one player.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerProfile {
+    pub account_id: i64,
+    pub persona_name: Option<String>,
+    pub rank_tier: Option<i32>,
+    pub leaderboard_rank: Option<i32>,
+    /// ISO 3166 country code.
+    pub country: Option<String>,
+    /// Unix seconds the player was last seen online.
+    pub last_seen: Option<i64>,
+    pub avatar_url: Option<String>,
+    pub profile_url: Option<String>,
+    /// Unix milliseconds when this record was observed; newer wins.
+    pub observed_at_ms: i64,
+    /// `steam_summaries`, `rank`, `opendota` or `json`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobType {
+    ScoutReportPlayer,
+    ScoutReportTeam,
+    RefreshPlayer,
+    RecomputeHeroPool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    RetryScheduled,
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequested {
+    pub job_id: String,
+    pub job_type: JobType,
+    /// Account id or team id, by job type.
+    pub subject_id: i64,
+    /// Requests with the same key while one is queued or running run once.
+    pub idempotency_key: Option<String>,
+    /// Unix milliseconds; run at or after this time.
+    pub run_at_ms: Option<i64>,
+    pub requested_at_ms: i64,
+    pub max_attempts: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatusChanged {
+    pub job_id: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
+    pub attempt: i32,
+    pub at_ms: i64,
+    pub error: Option<String>,
+    pub next_run_at_ms: Option<i64>,
+}
+
+/// A match joined with reference data and derived stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchEnriched {
+    pub match_id: i64,
+    pub start_time: i64,
+    pub duration_secs: i32,
+    pub radiant_win: bool,
+    pub game_mode: i32,
+    pub game_mode_name: Option<String>,
+    pub lobby_type: i32,
+    pub lobby_type_name: Option<String>,
+    pub cluster: i32,
+    pub region: Option<String>,
+    pub league_id: i64,
+    pub radiant_team: Option<Team>,
+    pub dire_team: Option<Team>,
+    pub radiant_kills: i32,
+    pub dire_kills: i32,
+    pub players: Vec<EnrichedPlayer>,
+    /// Ids the reference data did not know, as `hero:150`, `item:9999`.
+    pub unknown_ids: Vec<String>,
+    pub enriched_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichedPlayer {
+    pub account_id: Option<i64>,
+    pub player_slot: i32,
+    pub is_radiant: bool,
+    pub won: bool,
+    pub hero_id: i32,
+    pub hero_name: Option<String>,
+    pub primary_attr: Option<String>,
+    pub hero_roles: Vec<String>,
+    pub kills: i32,
+    pub deaths: i32,
+    pub assists: i32,
+    pub gold_per_min: i32,
+    pub xp_per_min: i32,
+    /// (kills + assists) / max(deaths, 1).
+    pub kda: f64,
+    /// (kills + assists) / team kills; 0 when the team has no kills.
+    pub kill_participation: f64,
+    pub net_worth_share: Option<f64>,
+    /// `core`, `offlane`, `support` or `unknown`: an estimate from farm.
+    pub lane_role: String,
+    pub item_names: Vec<String>,
+}
+
+/// An event the pipeline could not handle, with why and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The bytes exactly as they were read.
+    pub original: Vec<u8>,
+    pub key: Option<Vec<u8>>,
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    /// Redis Streams entry id, when the source was a stream.
+    pub stream_id: Option<String>,
+    pub consumer_group: String,
+    /// Short machine-readable kind, e.g. `decode`, `handler`, `retries_exhausted`.
+    pub error_kind: String,
+    pub error_message: String,
+    pub first_seen_ms: i64,
+    pub attempts: i32,
+}
