@@ -2,6 +2,10 @@
 //! field for field: the `.avsc` file is the source of truth.
 //!
 //! Times are unix epoch values; the unit is in the field name or its doc.
+//!
+//! Every `Option` and `Vec` field carries `#[serde(default)]`: the `.avsc`
+//! gives them defaults (`null`, `[]`), and JSON publishers outside this repo
+//! may leave them out.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +16,7 @@ pub const ANONYMOUS_ACCOUNT_ID: i64 = 4_294_967_295;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchCompleted {
     pub match_id: i64,
+    #[serde(default)]
     pub match_seq_num: Option<i64>,
     /// Unix seconds.
     pub start_time: i64,
@@ -25,11 +30,17 @@ pub struct MatchCompleted {
     pub league_id: i64,
     /// Server cluster; the region is derived from it (dotaconstants `cluster.json`).
     pub cluster: i32,
+    #[serde(default)]
     pub radiant_team: Option<Team>,
+    #[serde(default)]
     pub dire_team: Option<Team>,
+    #[serde(default)]
     pub radiant_score: Option<i32>,
+    #[serde(default)]
     pub dire_score: Option<i32>,
+    #[serde(default)]
     pub picks_bans: Vec<PickBan>,
+    #[serde(default)]
     pub players: Vec<PlayerPerformance>,
     /// Where the record came from: `steam_api`, `game_coordinator` or `json`.
     pub source: String,
@@ -38,6 +49,7 @@ pub struct MatchCompleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Team {
     pub team_id: i64,
+    #[serde(default)]
     pub name: Option<String>,
 }
 
@@ -53,6 +65,7 @@ pub struct PickBan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlayerPerformance {
     /// `None` for anonymous players (Steam's 4294967295).
+    #[serde(default)]
     pub account_id: Option<i64>,
     /// 0-4 radiant, 128-132 dire.
     pub player_slot: i32,
@@ -65,17 +78,27 @@ pub struct PlayerPerformance {
     pub gold_per_min: i32,
     pub xp_per_min: i32,
     pub level: i32,
+    #[serde(default)]
     pub hero_damage: Option<i64>,
+    #[serde(default)]
     pub tower_damage: Option<i64>,
+    #[serde(default)]
     pub hero_healing: Option<i64>,
+    #[serde(default)]
     pub gold: Option<i64>,
+    #[serde(default)]
     pub gold_spent: Option<i64>,
+    #[serde(default)]
     pub net_worth: Option<i64>,
+    #[serde(default)]
     pub leaver_status: Option<i32>,
     /// Main inventory item ids, slot 0 to 5 (0 = empty).
+    #[serde(default)]
     pub items: Vec<i32>,
+    #[serde(default)]
     pub backpack: Vec<i32>,
     /// Name shown in game, when the source carries it.
+    #[serde(default)]
     pub persona_name: Option<String>,
 }
 
@@ -89,14 +112,21 @@ impl PlayerPerformance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlayerProfile {
     pub account_id: i64,
+    #[serde(default)]
     pub persona_name: Option<String>,
+    #[serde(default)]
     pub rank_tier: Option<i32>,
+    #[serde(default)]
     pub leaderboard_rank: Option<i32>,
     /// ISO 3166 country code.
+    #[serde(default)]
     pub country: Option<String>,
     /// Unix seconds the player was last seen online.
+    #[serde(default)]
     pub last_seen: Option<i64>,
+    #[serde(default)]
     pub avatar_url: Option<String>,
+    #[serde(default)]
     pub profile_url: Option<String>,
     /// Unix milliseconds when this record was observed; newer wins.
     pub observed_at_ms: i64,
@@ -128,10 +158,13 @@ pub struct JobRequested {
     /// Account id or team id, by job type.
     pub subject_id: i64,
     /// Requests with the same key while one is queued or running run once.
+    #[serde(default)]
     pub idempotency_key: Option<String>,
     /// Unix milliseconds; run at or after this time.
+    #[serde(default)]
     pub run_at_ms: Option<i64>,
     pub requested_at_ms: i64,
+    #[serde(default)]
     pub max_attempts: Option<i32>,
 }
 
@@ -142,7 +175,9 @@ pub struct JobStatusChanged {
     pub status: JobStatus,
     pub attempt: i32,
     pub at_ms: i64,
+    #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
     pub next_run_at_ms: Option<i64>,
 }
 
@@ -154,31 +189,42 @@ pub struct MatchEnriched {
     pub duration_secs: i32,
     pub radiant_win: bool,
     pub game_mode: i32,
+    #[serde(default)]
     pub game_mode_name: Option<String>,
     pub lobby_type: i32,
+    #[serde(default)]
     pub lobby_type_name: Option<String>,
     pub cluster: i32,
+    #[serde(default)]
     pub region: Option<String>,
     pub league_id: i64,
+    #[serde(default)]
     pub radiant_team: Option<Team>,
+    #[serde(default)]
     pub dire_team: Option<Team>,
     pub radiant_kills: i32,
     pub dire_kills: i32,
+    #[serde(default)]
     pub players: Vec<EnrichedPlayer>,
     /// Ids the reference data did not know, as `hero:150`, `item:9999`.
+    #[serde(default)]
     pub unknown_ids: Vec<String>,
     pub enriched_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrichedPlayer {
+    #[serde(default)]
     pub account_id: Option<i64>,
     pub player_slot: i32,
     pub is_radiant: bool,
     pub won: bool,
     pub hero_id: i32,
+    #[serde(default)]
     pub hero_name: Option<String>,
+    #[serde(default)]
     pub primary_attr: Option<String>,
+    #[serde(default)]
     pub hero_roles: Vec<String>,
     pub kills: i32,
     pub deaths: i32,
@@ -189,9 +235,11 @@ pub struct EnrichedPlayer {
     pub kda: f64,
     /// (kills + assists) / team kills; 0 when the team has no kills.
     pub kill_participation: f64,
+    #[serde(default)]
     pub net_worth_share: Option<f64>,
     /// `core`, `offlane`, `support` or `unknown`: an estimate from farm.
     pub lane_role: String,
+    #[serde(default)]
     pub item_names: Vec<String>,
 }
 
@@ -199,12 +247,17 @@ pub struct EnrichedPlayer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// The bytes exactly as they were read.
+    #[serde(with = "apache_avro::serde_avro_bytes")]
     pub original: Vec<u8>,
+    #[serde(default, with = "apache_avro::serde_avro_bytes_opt")]
     pub key: Option<Vec<u8>>,
     pub topic: String,
+    #[serde(default)]
     pub partition: Option<i32>,
+    #[serde(default)]
     pub offset: Option<i64>,
     /// Redis Streams entry id, when the source was a stream.
+    #[serde(default)]
     pub stream_id: Option<String>,
     pub consumer_group: String,
     /// Short machine-readable kind, e.g. `decode`, `handler`, `retries_exhausted`.

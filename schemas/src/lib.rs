@@ -1,6 +1,23 @@
-//! Scoutstream's event contracts.
+//! Scoutstream's event contracts. The Avro schemas in `schemas/avro/` are the
+//! source of truth; the Rust types mirror them.
 //!
-//! - [`events`]: typed events, one struct per `.avsc` file in `schemas/avro/`.
+//! - [`avro`]: the `.avsc` files, embedded and parsed once, and fingerprints.
+//! - [`events`]: typed events, one struct per `.avsc` file.
+//! - [`event`]: the [`Event`] trait tying each type to its schema.
+//! - [`codec`]: [`Codec`], encoding and decoding single-object Avro,
+//!   Confluent-framed Avro and JSON, with schema resolution.
+//! - [`error`]: [`CodecError`], one variant per way decoding fails.
+//! - [`reference`](mod@reference): Dota 2 reference data (heroes, items, modes, regions).
+pub mod avro;
+pub mod codec;
+pub mod error;
+pub mod event;
 pub mod events;
+pub mod reference;
 
+/// The apache-avro this crate is built on, so callers name the same `Schema`.
+pub use apache_avro;
+pub use codec::{Codec, Encoding, Format, MAX_ALLOCATION_BYTES};
+pub use error::CodecError;
+pub use event::Event;
 pub use events::*;

@@ -1,0 +1,267 @@
+//! Bus benchmark: events/s for produce and consume on each backend, beside a
+//! raw baseline on the same server in the same run, so our layer's overhead
+//! shows as a ratio. Run: `cargo bench -p pipeline --bench bus [-- EVENTS]`.
+//! Needs the servers of `scripts/services.sh`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pipeline::bus::kafka::{KafkaBus, KafkaConfig};
+use pipeline::bus::memory::MemoryBus;
+use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
+use pipeline::bus::{Bus, Delivery, Record};
+use pipeline::runner::{Handler, HandlerError, Runner, RunnerConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: u32 = 4;
+const PUBLISH_CHUNK: usize = 1000;
+
+struct Counter(AtomicUsize);
+
+#[async_trait]
+impl Handler for Counter {
+    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+        self.0.fetch_add(deliveries.len(), Ordering::Relaxed);
+        vec![Ok(()); deliveries.len()]
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn records(events: usize) -> Vec<Record> {
+    (0..events)
+        .map(|i| Record::new(format!("account-{}", i % 1000), format!("{i:0>100}")))
+        .collect()
+}
+
+struct Figures {
+    produce_per_s: f64,
+    consume_per_s: f64,
+    consume_cpu_us_per_event: f64,
+}
+
+async fn measure(bus: &dyn Bus, topic: &str, events: usize) -> Figures {
+    bus.ensure_topic(topic, PARTITIONS).await.unwrap();
+    let publisher = bus.publisher().await.unwrap();
+    let all = records(events);
+    let started = Instant::now();
+    for chunk in all.chunks(PUBLISH_CHUNK) {
+        publisher.publish_batch(topic, chunk).await.unwrap();
+    }
+    let produce_per_s = events as f64 / started.elapsed().as_secs_f64();
+
+    let counter = Arc::new(Counter(AtomicUsize::new(0)));
+    let config = RunnerConfig {
+        batch_size: 1000,
+        batch_wait: Duration::from_millis(50),
+        dead_letter_topic: format!("{topic}.dlq"),
+        ..RunnerConfig::new(format!("{topic}-bench"))
+    };
+    let runner = Runner::new(config, counter.clone(), publisher);
+    let subscription = bus
+        .subscribe(&format!("{topic}-bench"), &[topic.to_string()])
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let (cpu_before, started) = (cpu_seconds(), Instant::now());
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { runner.run(subscription, token).await });
+    while counter.0.load(Ordering::Relaxed) < events {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    Figures {
+        produce_per_s,
+        consume_per_s: events as f64 / elapsed,
+        consume_cpu_us_per_event: cpu * 1e6 / events as f64,
+    }
+}
+
+/// Raw librdkafka: assign every partition from the beginning and read until all arrived.
+fn raw_kafka_consume(brokers: &str, topic: &str, events: usize) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    while got < events {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            std::hint::black_box(message.payload());
+            got += 1;
+        }
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Raw Redis: XADD pipelines, then XREADGROUP + XACK with a fresh group.
+async fn raw_redis(url: &str, events: usize) -> (f64, f64) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("raw-bench-{}", uuid::Uuid::new_v4().simple());
+    let all = records(events);
+    let started = Instant::now();
+    for chunk in all.chunks(PUBLISH_CHUNK) {
+        let mut pipe = redis::pipe();
+        for record in chunk {
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("k")
+                .arg(&record.key)
+                .arg("v")
+                .arg(&record.payload)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let produce = events as f64 / started.elapsed().as_secs_f64();
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    while got < events {
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ids: Vec<String> = reply
+            .keys
+            .iter()
+            .flat_map(|k| k.ids.iter().map(|i| i.id.clone()))
+            .collect();
+        got += ids.len();
+        let _: i64 = redis::cmd("XACK")
+            .arg(&stream)
+            .arg("g")
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let consume = events as f64 / started.elapsed().as_secs_f64();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (produce, consume)
+}
+
+fn row(backend: &str, ours: &Figures, raw_produce: Option<f64>, raw_consume: Option<f64>) {
+    let cell = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+    let ratio = |ours: f64, raw: Option<f64>| {
+        raw.map_or("n/a".to_string(), |raw| format!("{:.2}", ours / raw))
+    };
+    println!(
+        "{backend:<14} {:>12.0} {:>12} {:>7} {:>12.0} {:>12} {:>7} {:>10.1}",
+        ours.produce_per_s,
+        cell(raw_produce),
+        ratio(ours.produce_per_s, raw_produce),
+        ours.consume_per_s,
+        cell(raw_consume),
+        ratio(ours.consume_per_s, raw_consume),
+        ours.consume_cpu_us_per_event,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50_000);
+    let brokers =
+        std::env::var("SCOUTSTREAM_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let redis_url =
+        std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    println!("scoutstream bus benchmark: {events} events of 100 bytes, {PARTITIONS} partitions, 1000 keys");
+    println!(
+        "{:<14} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7} {:>10}",
+        "backend",
+        "produce/s",
+        "raw prod/s",
+        "ratio",
+        "consume/s",
+        "raw cons/s",
+        "ratio",
+        "cpu us/ev"
+    );
+
+    let memory = MemoryBus::new(PARTITIONS);
+    let figures = measure(&memory, &format!("bench-{run}"), events).await;
+    row("memory", &figures, None, None);
+
+    let redis_bus = RedisStreamsBus::connect(RedisStreamsConfig {
+        url: redis_url.clone(),
+        key_prefix: format!("bench-{run}:"),
+        ..RedisStreamsConfig::default()
+    })
+    .await
+    .unwrap();
+    let figures = measure(&redis_bus, "bench", events).await;
+    let (raw_produce, raw_consume) = raw_redis(&redis_url, events).await;
+    row(
+        "redis-streams",
+        &figures,
+        Some(raw_produce),
+        Some(raw_consume),
+    );
+
+    let kafka = KafkaBus::new(KafkaConfig {
+        brokers: brokers.clone(),
+        ..KafkaConfig::default()
+    })
+    .unwrap();
+    let topic = format!("bench-{run}");
+    let figures = measure(&kafka, &topic, events).await;
+    let raw_consume =
+        tokio::task::spawn_blocking(move || raw_kafka_consume(&brokers, &topic, events))
+            .await
+            .unwrap();
+    row("kafka", &figures, None, Some(raw_consume));
+}

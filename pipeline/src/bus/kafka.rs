@@ -1,0 +1,325 @@
+//! Kafka backend on rdkafka (bundled librdkafka).
+//!
+//! Follows rust-rdkafka's `at_least_once` example: auto-commit is on but
+//! `enable.auto.offset.store` is off, so only offsets the runner *stored* after
+//! the handler's effects were durable are ever committed. Partitions are
+//! assigned cooperative-sticky; when some are revoked, the stored offsets are
+//! committed synchronously first and deliveries of revoked partitions still in
+//! hand are dropped (the new owner gets them again from the committed offset).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{by_partition, Bus, BusError, Delivery, Position, Publisher, Record, Subscription};
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub replication_factor: i32,
+    /// A member silent for this long is dropped from its group by the broker.
+    pub session_timeout: Duration,
+    /// Upper bound of prefetched messages held in memory per consumer.
+    pub max_prefetch_kbytes: u32,
+    pub enable_idempotence: bool,
+    /// Extra librdkafka properties, applied last (e.g. security settings).
+    pub client_overrides: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            replication_factor: 1,
+            session_timeout: Duration::from_secs(10),
+            max_prefetch_kbytes: 16 * 1024,
+            enable_idempotence: true,
+            client_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KafkaBus {
+    config: Arc<KafkaConfig>,
+    producer: FutureProducer,
+}
+
+impl KafkaBus {
+    pub fn new(config: KafkaConfig) -> Result<Self, BusError> {
+        let producer = producer_config(&config).create()?;
+        Ok(Self {
+            config: Arc::new(config),
+            producer,
+        })
+    }
+
+    fn base_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.config.brokers);
+        for (key, value) in &self.config.client_overrides {
+            client.set(key, value);
+        }
+        client
+    }
+
+    /// Low and high watermark of a partition, for lag and tests.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), BusError> {
+        let consumer: BaseConsumer = self.base_config().create()?;
+        Ok(consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?)
+    }
+}
+
+fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("enable.idempotence", config.enable_idempotence.to_string());
+    if !config.enable_idempotence {
+        // Without idempotence, one request in flight keeps per-key order across retries.
+        client.set("max.in.flight.requests.per.connection", "1");
+    }
+    for (key, value) in &config.client_overrides {
+        client.set(key, value);
+    }
+    client
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> = self.base_config().create()?;
+        let new_topic = NewTopic::new(
+            topic,
+            partitions.max(1) as i32,
+            TopicReplication::Fixed(self.config.replication_factor),
+        );
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.create_topics([&new_topic], &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(BusError::Kafka(KafkaError::AdminOp(code))).inspect_err(|_| {
+                        tracing::error!(topic = %name, error = %code, "creating topic failed");
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError> {
+        Ok(Arc::new(self.clone()))
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let context = GroupContext::default();
+        let rebalances = context.rebalances.clone();
+        let mut client = self.base_config();
+        client
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "session.timeout.ms",
+                self.config.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (self.config.session_timeout.as_millis() / 4)
+                    .max(100)
+                    .to_string(),
+            )
+            .set(
+                "queued.max.messages.kbytes",
+                self.config.max_prefetch_kbytes.to_string(),
+            );
+        for (key, value) in &self.config.client_overrides {
+            client.set(key, value);
+        }
+        let consumer: StreamConsumer<GroupContext> = client.create_with_context(context)?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs)?;
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            rebalances,
+        }))
+    }
+}
+
+#[async_trait]
+impl Publisher for KafkaBus {
+    async fn publish_batch(&self, topic: &str, records: &[Record]) -> Result<(), BusError> {
+        let sends = records.iter().map(|record| {
+            let message = FutureRecord::to(topic)
+                .key(&record.key)
+                .payload(&record.payload);
+            self.producer.send(message, Duration::from_secs(60))
+        });
+        for result in join_all(sends).await {
+            result.map_err(|(err, _)| BusError::Kafka(err))?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits stored offsets before partitions leave, and counts rebalances so a
+/// poll can tell that its assignment moved under it.
+#[derive(Default)]
+struct GroupContext {
+    rebalances: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+        if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(
+                partitions = partitions.count(),
+                "kafka partitions revoked; committing stored offsets"
+            );
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(err) => tracing::warn!(error = %err, "commit before revoke failed"),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "kafka partitions assigned");
+        }
+    }
+}
+
+pub struct KafkaSubscription {
+    consumer: StreamConsumer<GroupContext>,
+    rebalances: Arc<AtomicU64>,
+}
+
+impl KafkaSubscription {
+    fn owned(&self) -> Vec<(String, i32)> {
+        self.consumer
+            .assignment()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn recv(&self, wait: Duration) -> Result<Option<Delivery>, BusError> {
+        match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Err(_elapsed) => Ok(None),
+            Ok(Err(err)) => Err(err.into()),
+            Ok(Ok(message)) => Ok(Some(Delivery {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                position: Position::Offset(message.offset()),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                timestamp_ms: message.timestamp().to_millis(),
+            })),
+        }
+    }
+}
+
+/// How long a poll keeps filling a batch once the first message is in hand.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let generation = self.rebalances.load(Ordering::SeqCst);
+        let mut batch = Vec::new();
+        let Some(first) = self.recv(wait).await? else {
+            return Ok(batch);
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        while batch.len() < max {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await? {
+                Some(delivery) => batch.push(delivery),
+                None => break,
+            }
+        }
+        if self.rebalances.load(Ordering::SeqCst) != generation {
+            // Partitions may have moved while we were fetching: what is no longer ours
+            // is the new owner's to process, from the committed offset.
+            let owned = self.owned();
+            batch.retain(|d| {
+                owned
+                    .iter()
+                    .any(|(t, p)| *t == d.topic && *p == d.partition)
+            });
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        for ((topic, partition), in_partition) in by_partition(deliveries) {
+            let Some(last) = in_partition.iter().filter_map(|d| d.offset()).max() else {
+                continue;
+            };
+            let mut tpl = TopicPartitionList::new();
+            // Kafka commits the *next* offset to read.
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(last + 1))?;
+            match self.consumer.store_offsets(&tpl) {
+                Ok(()) => {}
+                // Revoked meanwhile: the new owner re-reads from the committed offset.
+                Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                    tracing::debug!(%topic, partition, "ack for a partition no longer owned");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.owned()
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), BusError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+}

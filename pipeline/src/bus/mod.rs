@@ -1,0 +1,197 @@
+//! The topic abstraction every backend implements with the same semantics:
+//!
+//! - a topic has a fixed number of partitions; a record's key picks its partition,
+//!   so records with one key are delivered in the order they were published;
+//! - consumers join a *group*; each partition is owned by one member at a time and
+//!   ownership moves when members join or leave (a rebalance);
+//! - a delivery stays un-acknowledged until [`Subscription::ack`]; whatever a member
+//!   polled but did not ack is delivered again to whoever owns the partition next.
+//!
+//! Acks are positional: acking a delivery acknowledges it *and* (on Kafka) everything
+//! before it in its partition, so callers ack only a done prefix of each partition.
+
+pub mod kafka;
+pub mod memory;
+pub mod redis_streams;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Where a delivery sits in its partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Position {
+    /// Kafka or in-memory log offset.
+    Offset(i64),
+    /// Redis Streams entry id, e.g. `1700000000000-0`.
+    StreamId(String),
+}
+
+/// One record as a consumer receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    pub position: Position,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// When the record was published, in unix milliseconds, if the backend knows.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Delivery {
+    pub fn offset(&self) -> Option<i64> {
+        match self.position {
+            Position::Offset(offset) => Some(offset),
+            Position::StreamId(_) => None,
+        }
+    }
+
+    pub fn stream_id(&self) -> Option<&str> {
+        match &self.position {
+            Position::StreamId(id) => Some(id),
+            Position::Offset(_) => None,
+        }
+    }
+}
+
+/// A record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    pub fn new(key: impl Into<Vec<u8>>, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: key.into(),
+            payload: payload.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    #[error("invalid bus configuration: {0}")]
+    Config(String),
+    #[error("the subscription is closed")]
+    Closed,
+}
+
+impl BusError {
+    /// Whether trying again later may succeed (a broker or server that is briefly away).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            BusError::Kafka(err) => !matches!(
+                err.rdkafka_error_code(),
+                Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+            ),
+            BusError::Redis(err) => {
+                err.is_io_error() || err.is_timeout() || err.is_connection_dropped()
+            }
+            BusError::UnknownTopic(_) | BusError::Config(_) | BusError::Closed => false,
+        }
+    }
+}
+
+/// Publishes records; `Ok` means the record is durable on the bus.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish_batch(&self, topic: &str, records: &[Record]) -> Result<(), BusError>;
+
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
+        self.publish_batch(topic, &[Record::new(key, payload)])
+            .await
+    }
+}
+
+/// A member of a consumer group.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits up to `wait` for deliveries and returns at most `max` of them.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Marks these deliveries as done; they will not be delivered to the group again.
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), BusError>;
+
+    /// Partitions this member owns now, as (topic, partition).
+    fn assignment(&self) -> Vec<(String, i32)>;
+
+    /// Leaves the group cleanly after committing what was acked.
+    async fn close(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// A backend: creates topics, publishers and group members.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Creates the topic with `partitions` partitions if it does not exist yet.
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError>;
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError>;
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError>;
+}
+
+/// Kafka-compatible partitioning of keys, shared by the backends that partition
+/// themselves (in-memory, Redis Streams): stable across processes and releases.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
+    // FNV-1a: tiny, stable and well spread for short keys such as ids.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % partitions.max(1)) as i32
+}
+
+/// Groups deliveries by partition, keeping their order inside each partition.
+pub fn by_partition(deliveries: &[Delivery]) -> BTreeMap<(String, i32), Vec<&Delivery>> {
+    let mut groups: BTreeMap<(String, i32), Vec<&Delivery>> = BTreeMap::new();
+    for delivery in deliveries {
+        groups
+            .entry((delivery.topic.clone(), delivery.partition))
+            .or_default()
+            .push(delivery);
+    }
+    groups
+}
+
+/// Splits `partitions` among `members` (both sorted): member i takes every n-th one.
+/// Every backend that assigns partitions itself uses this, so all agree.
+pub fn assign_round_robin<P: Clone>(
+    partitions: &[P],
+    members: usize,
+    member_index: usize,
+) -> Vec<P> {
+    if members == 0 {
+        return Vec::new();
+    }
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % members == member_index)
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

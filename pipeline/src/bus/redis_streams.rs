@@ -1,0 +1,419 @@
+//! Redis Streams backend.
+//!
+//! A topic with N partitions is N streams, `{prefix}{topic}:{p}`; a record's key
+//! picks its stream, so per-key order holds. Group members find each other in a
+//! sorted set of heartbeats and split the partitions round-robin, so one member
+//! reads a partition at a time. Entries are read with XREADGROUP and stay
+//! pending until XACK; entries a dead member left pending are taken over with
+//! XAUTOCLAIM once they have been idle for `claim_idle`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{AsyncCommands, Client, Value};
+
+use super::{
+    assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery, Position, Publisher,
+    Record, Subscription,
+};
+
+#[derive(Debug, Clone)]
+pub struct RedisStreamsConfig {
+    pub url: String,
+    /// Prefix of every key this backend writes.
+    pub key_prefix: String,
+    /// Partitions of a topic created implicitly by a publish or subscribe.
+    pub default_partitions: u32,
+    /// Approximate cap on entries per stream (XADD MAXLEN ~): the retention policy.
+    pub max_len: usize,
+    /// A member silent for this long is dead and its partitions move on.
+    pub session_timeout: Duration,
+    /// Pending entries idle this long are taken over by the partition's owner.
+    pub claim_idle: Duration,
+}
+
+impl Default for RedisStreamsConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "scoutstream:".into(),
+            default_partitions: 4,
+            max_len: 1_000_000,
+            session_timeout: Duration::from_secs(10),
+            claim_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisStreamsBus {
+    config: Arc<RedisStreamsConfig>,
+    client: Client,
+    manager: ConnectionManager,
+    partition_counts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+const KEY_FIELD: &str = "k";
+const PAYLOAD_FIELD: &str = "v";
+const TIME_FIELD: &str = "t";
+
+impl RedisStreamsBus {
+    pub async fn connect(config: RedisStreamsConfig) -> Result<Self, BusError> {
+        let client = Client::open(config.url.as_str())?;
+        let manager = ConnectionManager::new(client.clone()).await?;
+        Ok(Self {
+            config: Arc::new(config),
+            client,
+            manager,
+            partition_counts: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn topics_key(&self) -> String {
+        format!("{}topics", self.config.key_prefix)
+    }
+
+    pub fn stream_key(&self, topic: &str, partition: i32) -> String {
+        format!("{}{topic}:{partition}", self.config.key_prefix)
+    }
+
+    fn members_key(&self, group: &str) -> String {
+        format!("{}group:{group}:members", self.config.key_prefix)
+    }
+
+    /// The topic's partition count, registering `wanted` if the topic is new.
+    /// The count lives in Redis so every process agrees on it.
+    async fn partitions_of(&self, topic: &str, wanted: u32) -> Result<u32, BusError> {
+        if let Some(count) = self.cached_partitions(topic) {
+            return Ok(count);
+        }
+        let mut conn = self.manager.clone();
+        let _: bool = conn
+            .hset_nx(self.topics_key(), topic, wanted.max(1))
+            .await?;
+        let count: u32 = conn.hget(self.topics_key(), topic).await?;
+        self.partition_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string(), count);
+        Ok(count)
+    }
+
+    fn cached_partitions(&self, topic: &str) -> Option<u32> {
+        self.partition_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .copied()
+    }
+}
+
+#[async_trait]
+impl Bus for RedisStreamsBus {
+    fn name(&self) -> &'static str {
+        "redis-streams"
+    }
+
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
+        self.partitions_of(topic, partitions).await.map(|_| ())
+    }
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError> {
+        Ok(Arc::new(self.clone()))
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let mut partitions = Vec::new();
+        for topic in topics {
+            let count = self
+                .partitions_of(topic, self.config.default_partitions)
+                .await?;
+            partitions.extend((0..count as i32).map(|p| (topic.clone(), p)));
+        }
+        partitions.sort();
+        // Blocking reads get a connection of their own so they hold up nobody else.
+        let read_timeout = self.config.session_timeout.max(Duration::from_secs(5)) * 2;
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(read_timeout);
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let mut subscription = RedisStreamsSubscription {
+            bus: self.clone(),
+            conn,
+            group: group.to_string(),
+            member: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            partitions,
+            owned: Vec::new(),
+            claim_cursors: HashMap::new(),
+            last_heartbeat: None,
+            last_claim: None,
+            created_groups: HashSet::new(),
+        };
+        subscription.heartbeat_and_rebalance().await?;
+        Ok(Box::new(subscription))
+    }
+}
+
+#[async_trait]
+impl Publisher for RedisStreamsBus {
+    async fn publish_batch(&self, topic: &str, records: &[Record]) -> Result<(), BusError> {
+        let count = self
+            .partitions_of(topic, self.config.default_partitions)
+            .await?;
+        let mut pipe = redis::pipe();
+        let now = now_ms();
+        for record in records {
+            let stream = self.stream_key(topic, partition_for_key(&record.key, count));
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.max_len)
+                .arg("*")
+                .arg(KEY_FIELD)
+                .arg(&record.key)
+                .arg(PAYLOAD_FIELD)
+                .arg(&record.payload)
+                .arg(TIME_FIELD)
+                .arg(now)
+                .ignore();
+        }
+        let mut conn = self.manager.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+pub struct RedisStreamsSubscription {
+    bus: RedisStreamsBus,
+    conn: MultiplexedConnection,
+    group: String,
+    member: String,
+    /// Every partition of the subscribed topics, sorted.
+    partitions: Vec<(String, i32)>,
+    owned: Vec<(String, i32)>,
+    claim_cursors: HashMap<(String, i32), String>,
+    last_heartbeat: Option<Instant>,
+    last_claim: Option<Instant>,
+    created_groups: HashSet<(String, i32)>,
+}
+
+impl RedisStreamsSubscription {
+    fn heartbeat_due(&self) -> bool {
+        let interval = self.bus.config.session_timeout / 3;
+        self.last_heartbeat
+            .is_none_or(|at| at.elapsed() >= interval)
+    }
+
+    /// Refreshes this member's heartbeat, forgets dead members and recomputes
+    /// which partitions this member owns.
+    async fn heartbeat_and_rebalance(&mut self) -> Result<(), BusError> {
+        let key = self.bus.members_key(&self.group);
+        let now = now_ms();
+        let expired = now - self.bus.config.session_timeout.as_millis() as i64;
+        let (members,): (Vec<String>,) = redis::pipe()
+            .zadd(&key, &self.member, now)
+            .ignore()
+            .zrembyscore(&key, "-inf", expired)
+            .ignore()
+            .zrange(&key, 0, -1)
+            .query_async(&mut self.conn)
+            .await?;
+        self.last_heartbeat = Some(Instant::now());
+        let index = members.iter().position(|m| *m == self.member).unwrap_or(0);
+        let owned = assign_round_robin(&self.partitions, members.len(), index);
+        if owned != self.owned {
+            tracing::info!(group = %self.group, member = %self.member, partitions = ?owned, "redis streams assignment changed");
+            for tp in &owned {
+                self.ensure_group(tp).await?;
+                // A newly owned partition is checked for abandoned entries at once.
+                self.claim_cursors
+                    .entry(tp.clone())
+                    .or_insert_with(|| "0-0".into());
+            }
+            self.claim_cursors.retain(|tp, _| owned.contains(tp));
+            self.owned = owned;
+            self.last_claim = None;
+        }
+        Ok(())
+    }
+
+    async fn ensure_group(&mut self, tp: &(String, i32)) -> Result<(), BusError> {
+        if self.created_groups.contains(tp) {
+            return Ok(());
+        }
+        let stream = self.bus.stream_key(&tp.0, tp.1);
+        let created: Result<(), redis::RedisError> = self
+            .conn
+            .xgroup_create_mkstream(&stream, &self.group, "0")
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(err) if err.code() == Some("BUSYGROUP") => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.created_groups.insert(tp.clone());
+        Ok(())
+    }
+
+    fn claim_due(&self) -> bool {
+        let interval = (self.bus.config.claim_idle / 2).max(Duration::from_millis(100));
+        self.last_claim.is_none_or(|at| at.elapsed() >= interval)
+    }
+
+    /// Takes over entries that other (dead or stuck) members left pending.
+    async fn claim_abandoned(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        self.last_claim = Some(Instant::now());
+        let idle_ms = self.bus.config.claim_idle.as_millis() as u64;
+        let mut out = Vec::new();
+        for tp in self.owned.clone() {
+            if out.len() >= max {
+                break;
+            }
+            let stream = self.bus.stream_key(&tp.0, tp.1);
+            let cursor = self
+                .claim_cursors
+                .get(&tp)
+                .cloned()
+                .unwrap_or_else(|| "0-0".into());
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg(&self.group)
+                .arg(&self.member)
+                .arg(idle_ms)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(max - out.len())
+                .query_async(&mut self.conn)
+                .await?;
+            self.claim_cursors
+                .insert(tp.clone(), reply.next_stream_id.clone());
+            if !reply.claimed.is_empty() {
+                tracing::warn!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed entries abandoned by another member");
+            }
+            out.extend(reply.claimed.iter().map(|entry| to_delivery(&tp, entry)));
+        }
+        Ok(out)
+    }
+
+    async fn read_new(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        if self.owned.is_empty() {
+            tokio::time::sleep(wait).await;
+            return Ok(Vec::new());
+        }
+        let streams: Vec<String> = self
+            .owned
+            .iter()
+            .map(|(t, p)| self.bus.stream_key(t, *p))
+            .collect();
+        let by_stream: HashMap<&str, &(String, i32)> = streams
+            .iter()
+            .map(String::as_str)
+            .zip(self.owned.iter())
+            .collect();
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.member)
+            .arg("COUNT")
+            .arg(max);
+        cmd.arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS");
+        cmd.arg(&streams);
+        for _ in &streams {
+            cmd.arg(">");
+        }
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.conn).await?;
+        let mut out = Vec::new();
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(tp) = by_stream.get(stream.key.as_str()) else {
+                continue;
+            };
+            out.extend(stream.ids.iter().map(|entry| to_delivery(tp, entry)));
+        }
+        Ok(out)
+    }
+
+    async fn leave(&mut self) -> Result<(), BusError> {
+        let key = self.bus.members_key(&self.group);
+        let _: () = self.conn.zrem(key, &self.member).await?;
+        Ok(())
+    }
+}
+
+fn field_bytes(entry: &StreamId, field: &str) -> Option<Vec<u8>> {
+    match entry.map.get(field)? {
+        Value::BulkString(bytes) => Some(bytes.clone()),
+        other => redis::from_redis_value(other).ok(),
+    }
+}
+
+fn to_delivery(tp: &(String, i32), entry: &StreamId) -> Delivery {
+    let timestamp_ms = field_bytes(entry, TIME_FIELD)
+        .and_then(|t| String::from_utf8(t).ok())
+        .and_then(|t| t.parse().ok());
+    Delivery {
+        topic: tp.0.clone(),
+        partition: tp.1,
+        position: Position::StreamId(entry.id.clone()),
+        key: field_bytes(entry, KEY_FIELD),
+        // An entry without a payload field is delivered empty so it dead-letters
+        // with a reason instead of vanishing.
+        payload: field_bytes(entry, PAYLOAD_FIELD).unwrap_or_default(),
+        timestamp_ms,
+    }
+}
+
+#[async_trait]
+impl Subscription for RedisStreamsSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        if self.heartbeat_due() {
+            self.heartbeat_and_rebalance().await?;
+        }
+        if self.claim_due() {
+            let claimed = self.claim_abandoned(max).await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+        }
+        // Never block past the next heartbeat, or this member would look dead.
+        let wait = wait.min(self.bus.config.session_timeout / 3);
+        self.read_new(max, wait).await
+    }
+
+    async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        let mut by_stream: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for delivery in deliveries {
+            if let Position::StreamId(id) = &delivery.position {
+                by_stream
+                    .entry(self.bus.stream_key(&delivery.topic, delivery.partition))
+                    .or_default()
+                    .push(id);
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (stream, ids) in &by_stream {
+            pipe.xack(stream, &self.group, ids).ignore();
+        }
+        let () = pipe.query_async(&mut self.conn).await?;
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.owned.clone()
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<(), BusError> {
+        self.leave().await
+    }
+}

@@ -1,0 +1,491 @@
+//! Drives a [`Handler`] over a [`Subscription`].
+//!
+//! One batch is in flight at a time (backpressure: a slow handler slows the
+//! polling, so memory stays bounded by `batch_size`). Inside a batch the
+//! partitions run concurrently and each partition's deliveries run in order.
+//! A delivery is acked only once it is done: handled, or its dead letter is
+//! durable on the dead-letter topic. Acks cover the done *prefix* of each
+//! partition, since Kafka commits positions, not single records.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+use schemas::codec::{Codec, Encoding};
+use schemas::DeadLetter;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{by_partition, now_ms, BusError, Delivery, Publisher, Record, Subscription};
+use crate::internal_events::{
+    BatchHandled, BusCallFailed, DeadLettered, HandlerRetryScheduled, InternalEvent,
+    ShutdownDrained,
+};
+
+/// Why one delivery could not be handled.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct HandlerError {
+    kind: &'static str,
+    message: String,
+    retriable: bool,
+}
+
+impl HandlerError {
+    /// Will not succeed on retry (bad input, a bug): dead-letter at once.
+    pub fn permanent(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retriable: false,
+        }
+    }
+
+    /// May succeed later (a store that is briefly away): retry with backoff.
+    pub fn retriable(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retriable: true,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+/// Application logic of a consumer group.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Handles deliveries of one partition, in order, and returns one outcome per
+    /// delivery. `Ok` promises the delivery's effects are durable.
+    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub group: String,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    /// Attempts per delivery for retriable errors, the first one included.
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Partitions of one batch handled at the same time.
+    pub partition_concurrency: usize,
+    pub dead_letter_topic: String,
+}
+
+impl RunnerConfig {
+    pub fn new(group: impl Into<String>) -> Self {
+        Self {
+            group: group.into(),
+            batch_size: 500,
+            batch_wait: Duration::from_millis(200),
+            max_attempts: 5,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            partition_concurrency: 8,
+            dead_letter_topic: "scoutstream.dead-letters".into(),
+        }
+    }
+
+    /// Exponential backoff with full jitter, so retrying workers spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff_initial
+            .saturating_mul(1u32 << attempt.min(20).saturating_sub(1));
+        let cap = exp.min(self.backoff_max);
+        let millis = cap.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunStats {
+    pub handled: u64,
+    pub dead_lettered: u64,
+    pub retries: u64,
+    pub batches: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("bus error during {operation}: {source}")]
+    Bus {
+        operation: &'static str,
+        #[source]
+        source: BusError,
+    },
+}
+
+impl RunnerError {
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            RunnerError::Bus { source, .. } => source.is_retriable(),
+        }
+    }
+}
+
+pub struct Runner {
+    config: RunnerConfig,
+    handler: Arc<dyn Handler>,
+    dead_letters: Arc<dyn Publisher>,
+    codec: Codec,
+}
+
+/// What became of one partition's slice of a batch.
+struct PartitionOutcome {
+    /// Deliveries done from the start of the slice, in order.
+    done_prefix: Vec<Delivery>,
+    handled: u64,
+    dead_lettered: u64,
+    retries: u64,
+}
+
+impl Runner {
+    pub fn new(
+        config: RunnerConfig,
+        handler: Arc<dyn Handler>,
+        dead_letters: Arc<dyn Publisher>,
+    ) -> Self {
+        Self {
+            config,
+            handler,
+            dead_letters,
+            codec: Codec::default(),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then finishes the batch in hand, acks what is
+    /// done and leaves the group.
+    pub async fn run(
+        &self,
+        mut subscription: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+    ) -> Result<RunStats, RunnerError> {
+        let mut stats = RunStats::default();
+        let result = self
+            .run_loop(subscription.as_mut(), &shutdown, &mut stats)
+            .await;
+        let closed = subscription.close().await;
+        ShutdownDrained {
+            group: &self.config.group,
+            handled: stats.handled,
+            dead_lettered: stats.dead_lettered,
+        }
+        .emit();
+        result?;
+        closed.map_err(|source| RunnerError::Bus {
+            operation: "close",
+            source,
+        })?;
+        Ok(stats)
+    }
+
+    async fn run_loop(
+        &self,
+        subscription: &mut dyn Subscription,
+        shutdown: &CancellationToken,
+        stats: &mut RunStats,
+    ) -> Result<(), RunnerError> {
+        let mut poll_failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                polled = subscription.poll(self.config.batch_size, self.config.batch_wait) => polled,
+            };
+            let batch = match polled {
+                Ok(batch) => {
+                    poll_failures = 0;
+                    batch
+                }
+                Err(err) => {
+                    poll_failures += 1;
+                    self.bus_failed("poll", err, poll_failures, shutdown)
+                        .await?;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            self.process_batch(subscription, batch, shutdown, stats)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Logs a failed bus call; gives up when it cannot succeed on retry.
+    async fn bus_failed(
+        &self,
+        operation: &'static str,
+        err: BusError,
+        failures: u32,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunnerError> {
+        let retriable = err.is_retriable();
+        BusCallFailed {
+            group: &self.config.group,
+            operation,
+            error: &err,
+            retriable,
+        }
+        .emit();
+        if !retriable {
+            return Err(RunnerError::Bus {
+                operation,
+                source: err,
+            });
+        }
+        let backoff = self.config.backoff(failures);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        Ok(())
+    }
+
+    async fn process_batch(
+        &self,
+        subscription: &mut dyn Subscription,
+        batch: Vec<Delivery>,
+        shutdown: &CancellationToken,
+        stats: &mut RunStats,
+    ) -> Result<(), RunnerError> {
+        let started = Instant::now();
+        let events = batch.len();
+        let slices: Vec<Vec<Delivery>> = by_partition(&batch)
+            .into_values()
+            .map(|slice| slice.into_iter().cloned().collect())
+            .collect();
+        let outcomes: Vec<PartitionOutcome> = stream::iter(slices)
+            .map(|slice| self.process_partition(slice, shutdown))
+            .buffer_unordered(self.config.partition_concurrency.max(1))
+            .collect()
+            .await;
+        let mut done = Vec::with_capacity(events);
+        for outcome in outcomes {
+            stats.handled += outcome.handled;
+            stats.dead_lettered += outcome.dead_lettered;
+            stats.retries += outcome.retries;
+            done.extend(outcome.done_prefix);
+        }
+        stats.batches += 1;
+        self.ack(subscription, &done, shutdown).await?;
+        BatchHandled {
+            group: &self.config.group,
+            events,
+            acked: done.len(),
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        Ok(())
+    }
+
+    async fn ack(
+        &self,
+        subscription: &mut dyn Subscription,
+        done: &[Delivery],
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunnerError> {
+        let mut failures = 0;
+        loop {
+            match subscription.ack(done).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    failures += 1;
+                    // Unacked work is redelivered, never lost: after a few tries, move on.
+                    if failures >= 3 || shutdown.is_cancelled() {
+                        BusCallFailed {
+                            group: &self.config.group,
+                            operation: "ack",
+                            error: &err,
+                            retriable: false,
+                        }
+                        .emit();
+                        return Ok(());
+                    }
+                    self.bus_failed("ack", err, failures, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    /// Handles one partition's deliveries, retrying retriable failures with
+    /// backoff and dead-lettering the rest.
+    async fn process_partition(
+        &self,
+        slice: Vec<Delivery>,
+        shutdown: &CancellationToken,
+    ) -> PartitionOutcome {
+        let first_seen_ms = now_ms();
+        let mut attempts = vec![0u32; slice.len()];
+        let mut done = vec![false; slice.len()];
+        let mut outcome = PartitionOutcome {
+            done_prefix: Vec::new(),
+            handled: 0,
+            dead_lettered: 0,
+            retries: 0,
+        };
+        let mut pending: Vec<usize> = (0..slice.len()).collect();
+        while !pending.is_empty() {
+            let inputs: Vec<Delivery> = pending.iter().map(|&i| slice[i].clone()).collect();
+            let results = self.handler.handle(&inputs).await;
+            let mut retry = Vec::new();
+            let mut dead = Vec::new();
+            for (n, &i) in pending.iter().enumerate() {
+                attempts[i] += 1;
+                let result = results.get(n).cloned().unwrap_or_else(|| {
+                    Err(HandlerError::permanent(
+                        "handler_contract",
+                        "handler returned fewer outcomes than deliveries",
+                    ))
+                });
+                match result {
+                    Ok(()) => {
+                        done[i] = true;
+                        outcome.handled += 1;
+                    }
+                    Err(err) if err.is_retriable() && attempts[i] < self.config.max_attempts => {
+                        retry.push((i, err))
+                    }
+                    Err(err) => dead.push((i, err)),
+                }
+            }
+            if !dead.is_empty()
+                && self
+                    .dead_letter(&slice, &attempts, &dead, first_seen_ms, shutdown)
+                    .await
+            {
+                for (i, _) in &dead {
+                    done[*i] = true;
+                }
+                outcome.dead_lettered += dead.len() as u64;
+            }
+            if retry.is_empty() || shutdown.is_cancelled() {
+                break;
+            }
+            let attempt = retry.iter().map(|(i, _)| attempts[*i]).max().unwrap_or(1);
+            let backoff = self.config.backoff(attempt);
+            for (i, err) in &retry {
+                HandlerRetryScheduled {
+                    group: &self.config.group,
+                    delivery: &slice[*i],
+                    attempt: attempts[*i],
+                    backoff,
+                    error: &err.to_string(),
+                }
+                .emit();
+            }
+            outcome.retries += retry.len() as u64;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            pending = retry.into_iter().map(|(i, _)| i).collect();
+        }
+        let prefix = done.iter().take_while(|d| **d).count();
+        outcome.done_prefix = slice.into_iter().take(prefix).collect();
+        outcome
+    }
+
+    /// Publishes dead letters; true once they are durable. Keeps trying while the
+    /// dead-letter topic is unreachable, since acking without it would lose data.
+    async fn dead_letter(
+        &self,
+        slice: &[Delivery],
+        attempts: &[u32],
+        dead: &[(usize, HandlerError)],
+        first_seen_ms: i64,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut records = Vec::with_capacity(dead.len());
+        for (i, err) in dead {
+            let delivery = &slice[*i];
+            DeadLettered {
+                group: &self.config.group,
+                delivery,
+                error_kind: err.kind(),
+                error: err.message(),
+                attempts: attempts[*i],
+            }
+            .emit();
+            let letter = dead_letter_for(
+                delivery,
+                &self.config.group,
+                err,
+                attempts[*i],
+                first_seen_ms,
+            );
+            match self.codec.encode(&letter, Encoding::SingleObject) {
+                Ok(bytes) => {
+                    records.push(Record::new(delivery.key.clone().unwrap_or_default(), bytes))
+                }
+                Err(encode_err) => {
+                    tracing::error!(error = %encode_err, "dead letter could not be encoded; leaving the event unacked");
+                    return false;
+                }
+            }
+        }
+        let mut failures = 0;
+        loop {
+            match self
+                .dead_letters
+                .publish_batch(&self.config.dead_letter_topic, &records)
+                .await
+            {
+                Ok(()) => return true,
+                Err(err) => {
+                    failures += 1;
+                    BusCallFailed {
+                        group: &self.config.group,
+                        operation: "publish dead letter",
+                        error: &err,
+                        retriable: true,
+                    }
+                    .emit();
+                    if shutdown.is_cancelled() {
+                        return false;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(self.config.backoff(failures)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn dead_letter_for(
+    delivery: &Delivery,
+    group: &str,
+    err: &HandlerError,
+    attempts: u32,
+    first_seen_ms: i64,
+) -> DeadLetter {
+    DeadLetter {
+        original: delivery.payload.clone(),
+        key: delivery.key.clone(),
+        topic: delivery.topic.clone(),
+        partition: Some(delivery.partition),
+        offset: delivery.offset(),
+        stream_id: delivery.stream_id().map(str::to_string),
+        consumer_group: group.to_string(),
+        error_kind: err.kind().to_string(),
+        error_message: err.message().to_string(),
+        first_seen_ms,
+        attempts: attempts as i32,
+    }
+}
