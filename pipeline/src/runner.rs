@@ -96,7 +96,7 @@ impl RunnerConfig {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             partition_concurrency: 8,
-            dead_letter_topic: "scoutstream.dead-letters".into(),
+            dead_letter_topic: schemas::topics::DEAD_LETTERS.into(),
         }
     }
 

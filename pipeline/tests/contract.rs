@@ -67,7 +67,7 @@ async fn start(
 ) -> (CancellationToken, JoinHandle<RunStats>) {
     let subscription = topic
         .bus
-        .subscribe(group, &[topic.name.clone()])
+        .subscribe(group, std::slice::from_ref(&topic.name))
         .await
         .unwrap();
     let dead_letters = topic.bus.publisher().await.unwrap();
@@ -157,7 +157,7 @@ pub async fn redelivers_what_a_dead_member_did_not_ack(backend: Backend) {
     let group = unique("g");
     let mut first = topic
         .bus
-        .subscribe(&group, &[topic.name.clone()])
+        .subscribe(&group, std::slice::from_ref(&topic.name))
         .await
         .unwrap();
     let mut taken = Vec::new();

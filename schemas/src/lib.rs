@@ -8,12 +8,14 @@
 //!   Confluent-framed Avro and JSON, with schema resolution.
 //! - [`error`]: [`CodecError`], one variant per way decoding fails.
 //! - [`reference`](mod@reference): Dota 2 reference data (heroes, items, modes, regions).
+//! - [`topics`]: topic names and partitioning keys.
 pub mod avro;
 pub mod codec;
 pub mod error;
 pub mod event;
 pub mod events;
 pub mod reference;
+pub mod topics;
 
 /// The apache-avro this crate is built on, so callers name the same `Schema`.
 pub use apache_avro;

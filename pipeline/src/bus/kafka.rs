@@ -218,9 +218,18 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            tracing::info!(partitions = partitions.count(), "kafka partitions assigned");
+            tracing::info!(partitions = %describe(partitions), "kafka partitions assigned");
         }
     }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    let parts: Vec<String> = partitions
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    parts.join(",")
 }
 
 pub struct KafkaSubscription {

@@ -101,6 +101,26 @@ impl MemoryBus {
             .unwrap_or_default()
     }
 
+    /// Records of `topic` the group has not committed yet, over all partitions.
+    pub fn lag(&self, group: &str, topic: &str) -> u64 {
+        let state = self.shared.lock();
+        let Some(partitions) = state.topics.get(topic) else {
+            return 0;
+        };
+        let committed = state.groups.get(group).map(|g| &g.committed);
+        partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| {
+                let done = committed
+                    .and_then(|c| c.get(&(topic.to_string(), p as i32)))
+                    .copied()
+                    .unwrap_or(0);
+                (log.len() as i64 - done).max(0) as u64
+            })
+            .sum()
+    }
+
     /// The group's committed offset (next offset to consume) per partition.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
         let state = self.shared.lock();

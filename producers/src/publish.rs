@@ -1,0 +1,116 @@
+//! The publishing API: typed events in, encoded and keyed records on the bus out.
+
+use std::sync::Arc;
+
+use pipeline::bus::{BusError, Publisher, Record};
+use schemas::{topics, Codec, CodecError, Encoding, Event, MatchCompleted, PlayerProfile};
+
+use crate::ingest::IngestedEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("encoding {event} failed: {source}")]
+    Encode {
+        event: &'static str,
+        #[source]
+        source: CodecError,
+    },
+    #[error("publishing to `{topic}` failed: {source}")]
+    Bus {
+        topic: &'static str,
+        #[source]
+        source: BusError,
+    },
+}
+
+impl PublishError {
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            PublishError::Encode { .. } => false,
+            PublishError::Bus { source, .. } => source.is_retriable(),
+        }
+    }
+}
+
+/// How many events went to each topic.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishCounts {
+    pub matches: usize,
+    pub players: usize,
+}
+
+pub struct EventPublisher {
+    publisher: Arc<dyn Publisher>,
+    codec: Codec,
+    encoding: Encoding,
+}
+
+impl EventPublisher {
+    pub fn new(publisher: Arc<dyn Publisher>, encoding: Encoding) -> Self {
+        Self {
+            publisher,
+            codec: Codec::default(),
+            encoding,
+        }
+    }
+
+    pub async fn publish_matches(&self, matches: &[MatchCompleted]) -> Result<usize, PublishError> {
+        let records = self.encode_all(matches, |m| topics::match_key(m.match_id))?;
+        self.send(topics::MATCHES, &records).await?;
+        Ok(records.len())
+    }
+
+    pub async fn publish_players(&self, players: &[PlayerProfile]) -> Result<usize, PublishError> {
+        let records = self.encode_all(players, |p| topics::player_key(p.account_id))?;
+        self.send(topics::PLAYERS, &records).await?;
+        Ok(records.len())
+    }
+
+    /// Publishes ingested events, matches and players each to their topic.
+    pub async fn publish_ingested(
+        &self,
+        events: &[IngestedEvent],
+    ) -> Result<PublishCounts, PublishError> {
+        let mut matches = Vec::new();
+        let mut players = Vec::new();
+        for event in events {
+            match event {
+                IngestedEvent::Match(m) => matches.push(m.clone()),
+                IngestedEvent::Player(p) => players.push(p.clone()),
+            }
+        }
+        Ok(PublishCounts {
+            matches: self.publish_matches(&matches).await?,
+            players: self.publish_players(&players).await?,
+        })
+    }
+
+    fn encode_all<E: Event>(
+        &self,
+        events: &[E],
+        key: impl Fn(&E) -> Vec<u8>,
+    ) -> Result<Vec<Record>, PublishError> {
+        events
+            .iter()
+            .map(|event| {
+                let payload = self.codec.encode(event, self.encoding).map_err(|source| {
+                    PublishError::Encode {
+                        event: E::NAME,
+                        source,
+                    }
+                })?;
+                Ok(Record::new(key(event), payload))
+            })
+            .collect()
+    }
+
+    async fn send(&self, topic: &'static str, records: &[Record]) -> Result<(), PublishError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.publisher
+            .publish_batch(topic, records)
+            .await
+            .map_err(|source| PublishError::Bus { topic, source })
+    }
+}
