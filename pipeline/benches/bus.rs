@@ -123,6 +123,33 @@ fn raw_kafka_consume(brokers: &str, topic: &str, events: usize) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Raw librdkafka produce of the same records with the same producer settings.
+async fn raw_kafka_produce(brokers: &str, topic: &str, events: usize) -> f64 {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let all = records(events);
+    let started = Instant::now();
+    for chunk in all.chunks(PUBLISH_CHUNK) {
+        let sends = chunk.iter().map(|r| {
+            producer.send(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&r.key)
+                    .payload(&r.payload),
+                Duration::from_secs(60),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.unwrap();
+        }
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Raw Redis: XADD pipelines, then XREADGROUP + XACK with a fresh group.
 async fn raw_redis(url: &str, events: usize) -> (f64, f64) {
     let client = redis::Client::open(url).unwrap();
@@ -259,9 +286,12 @@ async fn main() {
     .unwrap();
     let topic = format!("bench-{run}");
     let figures = measure(&kafka, &topic, events).await;
+    let raw_topic = format!("bench-raw-{run}");
+    kafka.ensure_topic(&raw_topic, PARTITIONS).await.unwrap();
+    let raw_produce = raw_kafka_produce(&brokers, &raw_topic, events).await;
     let raw_consume =
         tokio::task::spawn_blocking(move || raw_kafka_consume(&brokers, &topic, events))
             .await
             .unwrap();
-    row("kafka", &figures, None, Some(raw_consume));
+    row("kafka", &figures, Some(raw_produce), Some(raw_consume));
 }

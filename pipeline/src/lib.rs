@@ -4,8 +4,11 @@
 //!   [`bus::redis_streams`] and the embedded [`bus::memory`].
 //! - [`runner`]: drives a [`runner::Handler`] over a subscription: batching,
 //!   retries with backoff, dead letters, ack-after-durable, graceful shutdown.
+//! - [`config`]: bus and runner settings from TOML plus `SCOUTSTREAM__` environment
+//!   overrides, validated with errors that name the field.
 //! - [`internal_events`]: one struct per thing that happens, writing its log line.
 
 pub mod bus;
+pub mod config;
 pub mod internal_events;
 pub mod runner;

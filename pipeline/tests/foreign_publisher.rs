@@ -20,9 +20,14 @@ const MATCH_JSON: &str = r#"{"match_id": 3254426673, "start_time": 1497678766, "
 async fn json_published_with_redis_cli_is_consumed_and_decoded() {
     let prefix = format!("{}:", common::unique("foreign"));
     let bus = common::redis_bus(&prefix).await;
-    bus.ensure_topic("matches", common::PARTITIONS).await.unwrap();
+    bus.ensure_topic("matches", common::PARTITIONS)
+        .await
+        .unwrap();
     let key = "3254426673";
-    let stream = bus.stream_key("matches", partition_for_key(key.as_bytes(), common::PARTITIONS));
+    let stream = bus.stream_key(
+        "matches",
+        partition_for_key(key.as_bytes(), common::PARTITIONS),
+    );
     let url = common::redis_url();
     let status = Command::new("redis-cli")
         .args(["-u", &url, "XADD", &stream, "*", "k", key, "v", MATCH_JSON])
@@ -30,10 +35,16 @@ async fn json_published_with_redis_cli_is_consumed_and_decoded() {
         .expect("redis-cli runs");
     assert!(status.success());
 
-    let mut subscription = bus.subscribe("foreign-readers", &["matches".to_string()]).await.unwrap();
+    let mut subscription = bus
+        .subscribe("foreign-readers", &["matches".to_string()])
+        .await
+        .unwrap();
     let mut got = Vec::new();
     for _ in 0..20 {
-        got = subscription.poll(10, Duration::from_millis(250)).await.unwrap();
+        got = subscription
+            .poll(10, Duration::from_millis(250))
+            .await
+            .unwrap();
         if !got.is_empty() {
             break;
         }
@@ -44,7 +55,10 @@ async fn json_published_with_redis_cli_is_consumed_and_decoded() {
     assert!(!decoded.radiant_win);
     assert_eq!(decoded.players[0].account_id, Some(87_382_579));
     assert_eq!(decoded.players[0].items, vec![0, 0, 0, 214, 181, 34]);
-    assert!(decoded.picks_bans.is_empty(), "left out by the publisher, defaulted by us");
+    assert!(
+        decoded.picks_bans.is_empty(),
+        "left out by the publisher, defaulted by us"
+    );
     subscription.ack(&got).await.unwrap();
     subscription.close().await.unwrap();
 }
