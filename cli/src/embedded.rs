@@ -103,7 +103,8 @@ async fn wait_until_caught_up(
     shutdown: &CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        if topics_in.iter().all(|topic| bus.lag(group, topic) == 0) {
+        let caught_up = bus.lag(group, topics_in).await.is_ok_and(|lags| lags.iter().all(|l| l.messages == 0));
+        if caught_up {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -336,6 +336,39 @@ pub async fn retries_then_succeeds(backend: Backend) {
     assert_eq!(stats.dead_lettered, 0);
 }
 
+pub async fn lag_shows_a_backlog_then_falls_to_zero(backend: Backend) {
+    let topic = topic_with(backend, &numbered_records(120, 12)).await;
+    let group = unique("g");
+    let topics = [topic.name.clone()];
+    // Consumers are stopped: the backlog is lag, in messages and in seconds.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = topic.bus.lag(&group, &topics).await.unwrap();
+    assert_eq!(before.len(), PARTITIONS as usize, "one row per partition");
+    assert_eq!(before.iter().map(|l| l.messages).sum::<u64>(), 120);
+    let oldest = before.iter().map(|l| l.seconds).fold(0.0, f64::max);
+    assert!(
+        oldest >= 1.0,
+        "the oldest unprocessed event is {oldest}s old"
+    );
+    let recorder = Arc::new(Recorder::default());
+    let running = start(&topic, &group, recorder.clone(), config(&topic, &group)).await;
+    assert!(eventually(WAIT, || recorder.distinct().len() == 120).await);
+    // Kafka commits stored offsets on its auto-commit interval: allow a moment.
+    let mut after = Vec::new();
+    for _ in 0..40 {
+        after = topic.bus.lag(&group, &topics).await.unwrap();
+        if after.iter().all(|l| l.messages == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop(running).await;
+    assert!(
+        after.iter().all(|l| l.messages == 0 && l.seconds == 0.0),
+        "lag after catching up: {after:?}"
+    );
+}
+
 macro_rules! contract_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -371,6 +404,10 @@ macro_rules! contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn retries_then_succeeds() {
                 super::retries_then_succeeds($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lag_shows_a_backlog_then_falls_to_zero() {
+                super::lag_shows_a_backlog_then_falls_to_zero($backend).await
             }
         }
     };

@@ -26,7 +26,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{by_partition, Bus, BusError, Delivery, Position, Publisher, Record, Subscription};
+use super::{
+    age_seconds, by_partition, Bus, BusError, Delivery, PartitionLag, Position, Publisher, Record,
+    Subscription,
+};
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -134,6 +137,15 @@ impl Bus for KafkaBus {
         Ok(Arc::new(self.clone()))
     }
 
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError> {
+        let client = self.base_config();
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        // librdkafka's metadata and offset calls block: keep them off the runtime.
+        tokio::task::spawn_blocking(move || group_lag(client, &group, &topics))
+            .await
+            .map_err(|e| BusError::Config(format!("lag task failed: {e}")))?
+    }
+
     async fn subscribe(
         &self,
         group: &str,
@@ -190,6 +202,66 @@ impl Publisher for KafkaBus {
         }
         Ok(())
     }
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lag per partition: high watermark minus the group's committed offset (the low
+/// watermark when it has none), and the age of the record at the committed offset.
+fn group_lag(
+    mut client: ClientConfig,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionLag>, BusError> {
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = client.create()?;
+    let mut wanted = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            wanted.add_partition(topic, partition.id());
+        }
+    }
+    let committed = consumer.committed_offsets(wanted, ADMIN_TIMEOUT)?;
+    let mut out = Vec::new();
+    for element in committed.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, partition, ADMIN_TIMEOUT)?;
+        let next = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        let messages = (high - next).max(0) as u64;
+        let seconds = if messages == 0 {
+            0.0
+        } else {
+            age_seconds(timestamp_at(&consumer, topic, partition, next))
+        };
+        out.push(PartitionLag {
+            topic: topic.to_string(),
+            partition,
+            messages,
+            seconds,
+        });
+    }
+    Ok(out)
+}
+
+/// Publish time of the record at `offset`, read by assigning (not joining) the partition.
+fn timestamp_at(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .ok()?;
+    consumer.assign(&tpl).ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            return message.timestamp().to_millis();
+        }
+    }
+    None
 }
 
 /// Commits stored offsets before partitions leave, and counts rebalances so a

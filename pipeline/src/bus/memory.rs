@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery, Position, Publisher,
-    Record, Subscription,
+    age_seconds, assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery,
+    PartitionLag, Position, Publisher, Record, Subscription,
 };
 
 #[derive(Clone)]
@@ -101,24 +101,35 @@ impl MemoryBus {
             .unwrap_or_default()
     }
 
-    /// Records of `topic` the group has not committed yet, over all partitions.
-    pub fn lag(&self, group: &str, topic: &str) -> u64 {
+    fn partition_lags(&self, group: &str, topic: &str) -> Vec<PartitionLag> {
         let state = self.shared.lock();
         let Some(partitions) = state.topics.get(topic) else {
-            return 0;
+            return Vec::new();
         };
         let committed = state.groups.get(group).map(|g| &g.committed);
         partitions
             .iter()
             .enumerate()
             .map(|(p, log)| {
+                let partition = p as i32;
                 let done = committed
-                    .and_then(|c| c.get(&(topic.to_string(), p as i32)))
+                    .and_then(|c| c.get(&(topic.to_string(), partition)))
                     .copied()
                     .unwrap_or(0);
-                (log.len() as i64 - done).max(0) as u64
+                let messages = (log.len() as i64 - done).max(0) as u64;
+                let oldest = log.get(done as usize).map(|r| r.timestamp_ms);
+                PartitionLag {
+                    topic: topic.to_string(),
+                    partition,
+                    messages,
+                    seconds: if messages == 0 {
+                        0.0
+                    } else {
+                        age_seconds(oldest)
+                    },
+                }
             })
-            .sum()
+            .collect()
     }
 
     /// The group's committed offset (next offset to consume) per partition.
@@ -164,6 +175,13 @@ impl Bus for MemoryBus {
 
     async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError> {
         Ok(Arc::new(self.clone()))
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError> {
+        Ok(topics
+            .iter()
+            .flat_map(|topic| self.partition_lags(group, topic))
+            .collect())
     }
 
     async fn subscribe(

@@ -130,6 +130,17 @@ pub trait Subscription: Send {
     async fn close(self: Box<Self>) -> Result<(), BusError>;
 }
 
+/// How far a group is behind on one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Records published but not yet acknowledged by the group.
+    pub messages: u64,
+    /// Age of the oldest record the group has not acknowledged; 0 when caught up.
+    pub seconds: f64,
+}
+
 /// A backend: creates topics, publishers and group members.
 #[async_trait]
 pub trait Bus: Send + Sync {
@@ -145,6 +156,15 @@ pub trait Bus: Send + Sync {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// The group's lag on every partition of `topics`, read from the bus itself
+    /// (no member needs to be running).
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError>;
+}
+
+/// Seconds between a record's publish time and now, never negative.
+pub fn age_seconds(published_ms: Option<i64>) -> f64 {
+    published_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0)
 }
 
 /// Kafka-compatible partitioning of keys, shared by the backends that partition

@@ -17,8 +17,8 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncCommands, Client, Value};
 
 use super::{
-    assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery, Position, Publisher,
-    Record, Subscription,
+    age_seconds, assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery,
+    PartitionLag, Position, Publisher, Record, Subscription,
 };
 
 #[derive(Debug, Clone)]
@@ -73,6 +73,18 @@ impl RedisStreamsBus {
         })
     }
 
+    /// Blocking reads get a connection of their own so they hold up nobody else.
+    async fn blocking_connection(&self) -> Result<MultiplexedConnection, BusError> {
+        let read_timeout = self.config.session_timeout.max(Duration::from_secs(5)) * 2;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Duration::from_secs(5))
+            .set_response_timeout(read_timeout);
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
     fn topics_key(&self) -> String {
         format!("{}topics", self.config.key_prefix)
     }
@@ -112,6 +124,122 @@ impl RedisStreamsBus {
     }
 }
 
+impl RedisStreamsBus {
+    /// Lag of one stream for a group: entries never delivered (XINFO GROUPS `lag`)
+    /// plus entries delivered but not acked (`pending`). The age is that of the
+    /// oldest of them, read off its entry id (ids start with the unix milliseconds).
+    async fn partition_lag(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<PartitionLag, BusError> {
+        let stream = self.stream_key(topic, partition);
+        let mut conn = self.manager.clone();
+        let length: u64 = conn.xlen(&stream).await?;
+        let info = group_info(&mut conn, &stream, group).await?;
+        let (messages, oldest_ms) = match info {
+            // No such group yet: everything in the stream is unprocessed.
+            None => (length, first_entry_ms(&mut conn, &stream, "-").await?),
+            Some(info) => {
+                let undelivered = info.lag.unwrap_or(length);
+                let oldest_pending = oldest_pending_ms(&mut conn, &stream, group).await?;
+                let oldest_new = if undelivered > 0 {
+                    first_entry_ms(&mut conn, &stream, &format!("({}", info.last_delivered_id))
+                        .await?
+                } else {
+                    None
+                };
+                (
+                    undelivered + info.pending,
+                    oldest_pending.into_iter().chain(oldest_new).min(),
+                )
+            }
+        };
+        Ok(PartitionLag {
+            topic: topic.to_string(),
+            partition,
+            messages,
+            seconds: if messages == 0 {
+                0.0
+            } else {
+                age_seconds(oldest_ms)
+            },
+        })
+    }
+}
+
+struct GroupInfo {
+    pending: u64,
+    lag: Option<u64>,
+    last_delivered_id: String,
+}
+
+async fn group_info(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> Result<Option<GroupInfo>, BusError> {
+    let groups: Vec<HashMap<String, Value>> = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+    {
+        Ok(groups) => groups,
+        Err(err) if err.code() == Some("ERR") => return Ok(None), // no such stream yet
+        Err(err) => return Err(err.into()),
+    };
+    let as_string = |v: Option<&Value>| v.and_then(|v| redis::from_redis_value::<String>(v).ok());
+    let as_u64 = |v: Option<&Value>| v.and_then(|v| redis::from_redis_value::<u64>(v).ok());
+    Ok(groups
+        .iter()
+        .find(|g| as_string(g.get("name")).as_deref() == Some(group))
+        .map(|g| GroupInfo {
+            pending: as_u64(g.get("pending")).unwrap_or(0),
+            lag: as_u64(g.get("lag")),
+            last_delivered_id: as_string(g.get("last-delivered-id"))
+                .unwrap_or_else(|| "0-0".into()),
+        }))
+}
+
+fn id_millis(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
+}
+
+async fn first_entry_ms(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    start: &str,
+) -> Result<Option<i64>, BusError> {
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(entries.ids.first().and_then(|e| id_millis(&e.id)))
+}
+
+async fn oldest_pending_ms(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> Result<Option<i64>, BusError> {
+    // XPENDING summary: [count, smallest id, greatest id, consumers].
+    let summary: Vec<Value> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await?;
+    Ok(summary
+        .get(1)
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .and_then(|id| id_millis(&id)))
+}
+
 #[async_trait]
 impl Bus for RedisStreamsBus {
     fn name(&self) -> &'static str {
@@ -124,6 +252,19 @@ impl Bus for RedisStreamsBus {
 
     async fn publisher(&self) -> Result<Arc<dyn Publisher>, BusError> {
         Ok(Arc::new(self.clone()))
+    }
+
+    async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError> {
+        let mut out = Vec::new();
+        for topic in topics {
+            let count = self
+                .partitions_of(topic, self.config.default_partitions)
+                .await?;
+            for partition in 0..count as i32 {
+                out.push(self.partition_lag(group, topic, partition).await?);
+            }
+        }
+        Ok(out)
     }
 
     async fn subscribe(
@@ -139,13 +280,7 @@ impl Bus for RedisStreamsBus {
             partitions.extend((0..count as i32).map(|p| (topic.clone(), p)));
         }
         partitions.sort();
-        // Blocking reads get a connection of their own so they hold up nobody else.
-        let read_timeout = self.config.session_timeout.max(Duration::from_secs(5)) * 2;
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(read_timeout);
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = self.blocking_connection().await?;
         let mut subscription = RedisStreamsSubscription {
             bus: self.clone(),
             conn,
@@ -344,6 +479,21 @@ impl RedisStreamsSubscription {
         Ok(out)
     }
 
+    async fn poll_once(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        if self.heartbeat_due() {
+            self.heartbeat_and_rebalance().await?;
+        }
+        if self.claim_due() {
+            let claimed = self.claim_abandoned(max).await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+        }
+        // Never block past the next heartbeat, or this member would look dead.
+        let wait = wait.min(self.bus.config.session_timeout / 3);
+        self.read_new(max, wait).await
+    }
+
     async fn leave(&mut self) -> Result<(), BusError> {
         let key = self.bus.members_key(&self.group);
         let _: () = self.conn.zrem(key, &self.member).await?;
@@ -377,18 +527,17 @@ fn to_delivery(tp: &(String, i32), entry: &StreamId) -> Delivery {
 #[async_trait]
 impl Subscription for RedisStreamsSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
-        if self.heartbeat_due() {
-            self.heartbeat_and_rebalance().await?;
-        }
-        if self.claim_due() {
-            let claimed = self.claim_abandoned(max).await?;
-            if !claimed.is_empty() {
-                return Ok(claimed);
+        let polled = self.poll_once(max, wait).await;
+        if let Err(err) = &polled {
+            if err.is_retriable() {
+                // A multiplexed connection does not come back by itself after Redis
+                // restarts: open a new one for the next poll.
+                if let Ok(conn) = self.bus.blocking_connection().await {
+                    self.conn = conn;
+                }
             }
         }
-        // Never block past the next heartbeat, or this member would look dead.
-        let wait = wait.min(self.bus.config.session_timeout / 3);
-        self.read_new(max, wait).await
+        polled
     }
 
     async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
