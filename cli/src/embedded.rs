@@ -1,27 +1,31 @@
 //! The main job on the embedded default: ingest real data, publish it on the
-//! in-memory bus, run the consumer groups until they have caught up, report.
+//! in-memory bus, run every consumer group in this process until all have
+//! caught up, and report what happened.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::Bus;
-use pipeline::runner::{RunStats, Runner, RunnerConfig};
+use pipeline::runner::RunStats;
 use producers::ingest::{ingest_dir, ingest_file, IngestedEvent};
 use producers::publish::{EventPublisher, PublishCounts};
 use schemas::{topics, Encoding};
 use tokio_util::sync::CancellationToken;
 
-use crate::validate::ValidateHandler;
+use consumers::cache::Cache;
+use consumers::persist::{PlayerReport, Store};
+use consumers::scout::ScoutService;
+use schemas::reference::Reference;
+
+use crate::app::{self, AppConfig, GroupName};
+use crate::groups;
 
 pub struct EmbeddedOptions {
     /// Folders whose recognised files are ingested.
     pub data_dirs: Vec<PathBuf>,
     /// Single files (JSON documents or JSON lines) to ingest too.
     pub files: Vec<PathBuf>,
-    pub partitions: u32,
+    pub database_url: String,
 }
 
 #[derive(Debug, Default)]
@@ -29,41 +33,129 @@ pub struct EmbeddedReport {
     pub files_ingested: Vec<(PathBuf, usize)>,
     pub files_skipped: Vec<(PathBuf, String)>,
     pub published: PublishCounts,
-    pub validated_matches: u64,
-    pub validated_players: u64,
-    pub validate_stats: RunStats,
+    pub groups: Vec<(GroupName, RunStats)>,
+    /// Scout views of the players and teams the data named, read back as users do.
+    pub scout_lines: Vec<String>,
 }
-
-const VALIDATE_GROUP: &str = "validate";
 
 pub async fn run(
     options: EmbeddedOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<EmbeddedReport> {
+    let mut config = AppConfig::default();
+    config.database.url = options.database_url.clone();
+    config.validate()?;
     let mut report = EmbeddedReport::default();
     let events = ingest(&options, &mut report)?;
-    let bus = MemoryBus::new(options.partitions);
+
+    let bus = config.bus.connect().await?;
+    app::ensure_topics(bus.as_ref(), &config).await?;
+    let specs = groups::build(&config, bus.clone()).await?;
+    let watched: Vec<(String, Vec<String>)> = specs
+        .iter()
+        .map(|s| (s.id.clone(), s.topics.clone()))
+        .collect();
+    let groups_done = shutdown.child_token();
+    let running = tokio::spawn(app::run_groups(
+        bus.clone(),
+        config.runner.clone(),
+        specs,
+        groups_done.clone(),
+    ));
+
     let publisher = EventPublisher::new(bus.publisher().await?, Encoding::SingleObject);
     report.published = publisher.publish_ingested(&events).await?;
-
-    let validate = Arc::new(ValidateHandler::default());
-    let topics_in = vec![topics::MATCHES.to_string(), topics::PLAYERS.to_string()];
-    let subscription = bus.subscribe(VALIDATE_GROUP, &topics_in).await?;
-    let runner = Runner::new(
-        RunnerConfig::new(VALIDATE_GROUP),
-        validate.clone(),
-        bus.publisher().await?,
-    );
-    let groups_done = shutdown.child_token();
-    let stop = groups_done.clone();
-    let task = tokio::spawn(async move { runner.run(subscription, stop).await });
-
-    wait_until_caught_up(&bus, VALIDATE_GROUP, &topics_in, &shutdown).await;
+    wait_until_caught_up(bus.as_ref(), &watched, &shutdown).await;
     groups_done.cancel();
-    report.validate_stats = task.await??;
-    report.validated_matches = validate.matches.load(Ordering::Relaxed);
-    report.validated_players = validate.players.load(Ordering::Relaxed);
+    report.groups = running.await??;
+    report.scout_lines = scout_views(&config, &events).await?;
     Ok(report)
+}
+
+/// Reads the scout reports of every profiled player and every team, through
+/// the same read model (cache first, database second) the product serves.
+async fn scout_views(config: &AppConfig, events: &[IngestedEvent]) -> anyhow::Result<Vec<String>> {
+    let store = Store::connect(&config.database.url).await?;
+    let scout = ScoutService::new(store, Cache::connect(config.cache.clone()).await?);
+    let mut lines = Vec::new();
+    let mut accounts: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            IngestedEvent::Player(p) => Some(p.account_id),
+            IngestedEvent::Match(_) => None,
+        })
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    for account in accounts {
+        if let Some((report, _)) = scout.player_report(account).await? {
+            lines.push(describe_player(&report));
+        }
+    }
+    let mut teams: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            IngestedEvent::Match(m) => Some([m.radiant_team.as_ref(), m.dire_team.as_ref()]),
+            IngestedEvent::Player(_) => None,
+        })
+        .flatten()
+        .flatten()
+        .map(|t| t.team_id)
+        .collect();
+    teams.sort_unstable();
+    teams.dedup();
+    for team in teams {
+        if let Some((report, _)) = scout.team_report(team).await? {
+            let top: Vec<String> = report
+                .most_picked
+                .iter()
+                .take(3)
+                .map(|h| hero_name(h.hero_id))
+                .collect();
+            lines.push(format!(
+                "team {} ({}): {} games, {} wins; most picked: {}",
+                report.team_id,
+                report.name.as_deref().unwrap_or("?"),
+                report.games,
+                report.wins,
+                top.join(", ")
+            ));
+        }
+    }
+    Ok(lines)
+}
+
+fn hero_name(hero_id: i32) -> String {
+    Reference::get()
+        .hero(hero_id)
+        .map_or_else(|| format!("hero {hero_id}"), |h| h.localized_name.clone())
+}
+
+fn describe_player(report: &PlayerReport) -> String {
+    let pool: Vec<String> = report
+        .hero_pool
+        .iter()
+        .take(3)
+        .map(|h| format!("{} {}/{}", hero_name(h.hero_id), h.wins, h.games))
+        .collect();
+    let averages = report
+        .averages
+        .as_ref()
+        .map_or("no games".to_string(), |a| {
+            format!(
+                "KDA {:.2}, GPM {:.0}, XPM {:.0}",
+                a.kda, a.gold_per_min, a.xp_per_min
+            )
+        });
+    format!(
+        "player {} ({}): rank tier {}, {} games, {} wins, {averages}; heroes: {}",
+        report.account_id,
+        report.persona_name.as_deref().unwrap_or("?"),
+        report.rank_tier.map_or("?".to_string(), |r| r.to_string()),
+        report.games,
+        report.wins,
+        pool.join(", ")
+    )
 }
 
 fn ingest(
@@ -96,14 +188,18 @@ fn ingest(
     Ok(events)
 }
 
+/// Waits until every group has acknowledged everything on its topics.
 async fn wait_until_caught_up(
-    bus: &MemoryBus,
-    group: &str,
-    topics_in: &[String],
+    bus: &dyn Bus,
+    groups: &[(String, Vec<String>)],
     shutdown: &CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        let caught_up = bus.lag(group, topics_in).await.is_ok_and(|lags| lags.iter().all(|l| l.messages == 0));
+        let mut caught_up = true;
+        for (group, topics_in) in groups {
+            let lags = bus.lag(group, topics_in).await;
+            caught_up &= lags.is_ok_and(|lags| lags.iter().all(|l| l.messages == 0));
+        }
         if caught_up {
             return;
         }
@@ -117,8 +213,7 @@ impl EmbeddedReport {
         let mut out = String::new();
         for (path, events) in &self.files_ingested {
             out.push_str(&format!(
-                "ingested {:>4} events from {}\n",
-                events,
+                "ingested {events:>4} events from {}\n",
                 path.display()
             ));
         }
@@ -132,10 +227,19 @@ impl EmbeddedReport {
             self.published.players,
             topics::PLAYERS
         ));
-        out.push_str(&format!(
-            "group `{VALIDATE_GROUP}`: decoded {} matches and {} profiles, {} dead-lettered to `{}`\n",
-            self.validated_matches, self.validated_players, self.validate_stats.dead_lettered, topics::DEAD_LETTERS
-        ));
+        for (name, stats) in &self.groups {
+            out.push_str(&format!(
+                "group {:<8} handled {:>5}, dead-lettered {} (to `{}`), retries {}\n",
+                name.as_str(),
+                stats.handled,
+                stats.dead_lettered,
+                topics::DEAD_LETTERS,
+                stats.retries
+            ));
+        }
+        for line in &self.scout_lines {
+            out.push_str(&format!("scout: {line}\n"));
+        }
         out
     }
 }

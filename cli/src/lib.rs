@@ -1,8 +1,13 @@
 //! The `scoutstream` application: composes producers, the bus and the consumer
 //! groups into runnable jobs. The binary in `main.rs` only parses arguments.
 //!
+//! - [`app`]: the configuration (TOML + `SCOUTSTREAM__` overrides) and running
+//!   the consumer groups it names on the bus it names.
 //! - [`embedded`]: the main job on the embedded default (in-memory bus, no servers).
-//! - [`validate`]: a group that decodes every event and dead-letters what cannot be read.
+//! - [`groups`]: builds each enabled group's handler from the configuration.
+//! - [`produce`]: publish real-data files or generated matches.
 
+pub mod app;
 pub mod embedded;
-pub mod validate;
+pub mod groups;
+pub mod produce;

@@ -1,9 +1,13 @@
 //! `scoutstream`: a thin binary; the work lives in the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use scoutstream::app::{self, AppConfig, GroupName};
 use scoutstream::embedded::{self, EmbeddedOptions};
+use scoutstream::groups;
+use scoutstream::produce::{self, ProduceOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -22,34 +26,87 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline on the embedded default (in-memory bus, no servers) over
-    /// the real data in ../shared/data and any files you name. The default command.
+    /// Run the whole pipeline in this process on the embedded default (in-memory
+    /// bus, SQLite, in-process cache when no Redis answers) over the real data in
+    /// ../shared/data and any files you name, then report. The default command.
     Embedded {
         /// JSON documents or JSON-lines files of matches and player records.
         files: Vec<PathBuf>,
         /// Folders to ingest (default: the shared OpenDota fixtures).
         #[arg(long = "data-dir")]
         data_dirs: Vec<PathBuf>,
-        #[arg(long, default_value_t = 4)]
-        partitions: u32,
+        /// SQLite database the persist group writes.
+        #[arg(long, default_value = "sqlite://scoutstream.db?mode=rwc")]
+        database: String,
+    },
+    /// Run consumer groups against the configured bus and stores until SIGINT/SIGTERM.
+    Run {
+        /// TOML config file; `SCOUTSTREAM__SECTION__KEY` variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Groups to run (default: those in the config, or all).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<GroupName>,
+    },
+    /// Publish real-data files and/or generated matches to the configured bus.
+    Produce {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        files: Vec<PathBuf>,
+        /// Generated matches to publish too.
+        #[arg(long, default_value_t = 0)]
+        generate: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Publish JSON instead of Avro (what any client can write).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print each group's lag per topic and partition, in messages and seconds.
+    Lag {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::anyhow!(err)),
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    // 2: the configuration is wrong (fix it and start again); 1: anything else.
+    if err
+        .downcast_ref::<pipeline::config::ConfigError>()
+        .is_some()
+    {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
-    let command = cli.command.unwrap_or(Command::Embedded {
+    let command = command.unwrap_or(Command::Embedded {
         files: Vec::new(),
         data_dirs: Vec::new(),
-        partitions: 4,
+        database: "sqlite://scoutstream.db?mode=rwc".into(),
     });
     match command {
         Command::Embedded {
             files,
             mut data_dirs,
-            partitions,
+            database,
         } => {
             if data_dirs.is_empty() && files.is_empty() {
                 data_dirs.push(producers::ingest::shared_data_dir().join("opendota"));
@@ -58,12 +115,76 @@ async fn main() -> anyhow::Result<()> {
                 EmbeddedOptions {
                     data_dirs,
                     files,
-                    partitions,
+                    database_url: database,
                 },
                 shutdown,
             )
             .await?;
             print!("{}", report.render());
+        }
+        Command::Run {
+            config,
+            groups: chosen,
+        } => {
+            let mut config = AppConfig::load(config.as_deref())?;
+            if !chosen.is_empty() {
+                config.groups.enabled = chosen;
+            }
+            let bus = config.bus.connect().await?;
+            app::ensure_topics(bus.as_ref(), &config).await?;
+            let specs = groups::build(&config, bus.clone()).await?;
+            let stats = app::run_groups(bus, config.runner.clone(), specs, shutdown).await?;
+            for (name, stats) in stats {
+                println!(
+                    "group {}: handled {}, dead-lettered {}, retries {}",
+                    name.as_str(),
+                    stats.handled,
+                    stats.dead_lettered,
+                    stats.retries
+                );
+            }
+        }
+        Command::Produce {
+            config,
+            files,
+            generate,
+            seed,
+            json,
+        } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let bus = config.bus.connect().await?;
+            app::ensure_topics(bus.as_ref(), &config).await?;
+            let report = produce::run(
+                bus.as_ref(),
+                ProduceOptions {
+                    files,
+                    generate,
+                    seed,
+                    json,
+                },
+            )
+            .await?;
+            print!("{}", report.render());
+        }
+        Command::Lag { config } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let bus = config.bus.connect().await?;
+            println!(
+                "{:<24} {:<18} {:>9} {:>10} {:>10}",
+                "group", "topic", "partition", "messages", "seconds"
+            );
+            for group in &config.groups.enabled {
+                for lag in bus.lag(&config.group_id(*group), &group.topics()).await? {
+                    println!(
+                        "{:<24} {:<18} {:>9} {:>10} {:>10.1}",
+                        config.group_id(*group),
+                        lag.topic,
+                        lag.partition,
+                        lag.messages,
+                        lag.seconds
+                    );
+                }
+            }
         }
     }
     Ok(())
@@ -87,26 +208,30 @@ fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        cancel.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
         cancel.cancel();
     });
     token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

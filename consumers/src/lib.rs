@@ -9,5 +9,19 @@
 //!   (team kills, KDA, kill participation, net-worth share, lane role) into
 //!   [`schemas::MatchEnriched`]. The pure part is [`enrich::stats`]; its log
 //!   lines are [`enrich::events`].
+//! - [`cache`]: `matches` and `players` → Redis. Caches match summaries and
+//!   player profiles (newest `observed_at_ms` wins) and drops a player's
+//!   derived keys (the scout report) when a newer match arrives; falls back
+//!   to a bounded in-process cache while Redis is away.
+//! - [`persist`]: `matches` and `players` → PostgreSQL or SQLite. Batched,
+//!   idempotent upserts (one transaction per slice), source-ranked merge of
+//!   one match from several sources, newest-profile-wins players, hero pools
+//!   recomputed from `player_matches`; serves the scout read model
+//!   ([`persist::scout`]).
+//! - [`scout`]: the scout read model as users meet it: reports from the cache
+//!   while fresh, from the database otherwise.
 
+pub mod cache;
 pub mod enrich;
+pub mod persist;
+pub mod scout;

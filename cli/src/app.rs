@@ -1,0 +1,188 @@
+//! The configured application: which bus, which stores, which consumer groups.
+//!
+//! One binary runs any subset of the groups; each group is a [`Runner`] over
+//! its topics with its handler. Deployments run one group per process (so
+//! each scales on its own lag); the embedded default runs them all at once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pipeline::bus::Bus;
+use pipeline::config::{BusConfig, ConfigError, RunnerSection};
+use pipeline::runner::{Handler, RunStats, Runner};
+use schemas::topics;
+use serde::Deserialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    pub bus: BusConfig,
+    pub runner: RunnerSection,
+    pub database: DatabaseSection,
+    pub cache: consumers::cache::CacheConfig,
+    pub groups: GroupsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// `postgres://…` for deployments, `sqlite://…` for the embedded default.
+    pub url: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://scoutstream.db?mode=rwc".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsSection {
+    /// Groups this process runs.
+    pub enabled: Vec<GroupName>,
+    /// Prefix of the consumer group ids, e.g. `scoutstream-persist`.
+    pub id_prefix: String,
+}
+
+impl Default for GroupsSection {
+    fn default() -> Self {
+        Self {
+            enabled: GroupName::ALL.to_vec(),
+            id_prefix: "scoutstream".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupName {
+    Enrich,
+    Cache,
+    Persist,
+}
+
+impl GroupName {
+    pub const ALL: [GroupName; 3] = [GroupName::Enrich, GroupName::Cache, GroupName::Persist];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupName::Enrich => "enrich",
+            GroupName::Cache => "cache",
+            GroupName::Persist => "persist",
+        }
+    }
+
+    /// Topics the group consumes.
+    pub fn topics(self) -> Vec<String> {
+        let of = |names: &[&str]| names.iter().map(|t| t.to_string()).collect();
+        match self {
+            GroupName::Enrich => of(&[topics::MATCHES]),
+            GroupName::Cache | GroupName::Persist => of(&[topics::MATCHES, topics::PLAYERS]),
+        }
+    }
+}
+
+impl AppConfig {
+    /// Reads the file (if any) and `SCOUTSTREAM__` overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let config: AppConfig = pipeline::config::load(path, std::env::vars())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bus.validate()?;
+        self.runner.validate()?;
+        let url = &self.database.url;
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::invalid(
+                "database.url",
+                format!("`{url}` is neither postgres:// nor sqlite:"),
+            ));
+        }
+        self.cache
+            .validate()
+            .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+        if self.groups.enabled.is_empty() {
+            return Err(ConfigError::invalid(
+                "groups.enabled",
+                "name at least one group",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn group_id(&self, group: GroupName) -> String {
+        format!("{}-{}", self.groups.id_prefix, group.as_str())
+    }
+}
+
+/// Every topic the pipeline uses, created up front with the configured partitions.
+pub async fn ensure_topics(bus: &dyn Bus, config: &AppConfig) -> anyhow::Result<()> {
+    for topic in [
+        topics::MATCHES,
+        topics::PLAYERS,
+        topics::MATCHES_ENRICHED,
+        topics::DEAD_LETTERS,
+    ] {
+        bus.ensure_topic(topic, config.bus.partitions)
+            .await
+            .with_context(|| format!("creating topic `{topic}`"))?;
+    }
+    Ok(())
+}
+
+/// A group ready to run: its id, topics and handler.
+pub struct GroupSpec {
+    pub name: GroupName,
+    pub id: String,
+    pub topics: Vec<String>,
+    pub handler: Arc<dyn Handler>,
+}
+
+/// Runs the groups until `shutdown`; each drains and commits before returning.
+pub async fn run_groups(
+    bus: Arc<dyn Bus>,
+    runner: RunnerSection,
+    groups: Vec<GroupSpec>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
+    let dead_letters = bus.publisher().await?;
+    let mut tasks = JoinSet::new();
+    for group in groups {
+        let subscription = bus
+            .subscribe(&group.id, &group.topics)
+            .await
+            .with_context(|| format!("joining group `{}`", group.id))?;
+        let runner = Runner::new(
+            runner.for_group(&group.id),
+            group.handler,
+            dead_letters.clone(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move { (group.name, runner.run(subscription, stop).await) });
+    }
+    let mut stats = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (name, result) = joined?;
+        // One group failing stops the others: the process restarts as a whole.
+        if result.is_err() {
+            shutdown.cancel();
+        }
+        stats.push((
+            name,
+            result.with_context(|| format!("group `{}` stopped", name.as_str()))?,
+        ));
+    }
+    stats.sort_by_key(|(name, _)| name.as_str());
+    Ok(stats)
+}

@@ -1,0 +1,156 @@
+//! What differs between PostgreSQL and SQLite on the write path; the SQL
+//! itself is shared (see [`super::sql`]).
+
+use std::future::Future;
+
+use sqlx::database::HasStatementCache;
+use sqlx::{Pool, Postgres, QueryBuilder, Sqlite, Transaction};
+
+/// A database the store writes to.
+pub(crate) trait Backend: sqlx::Database + HasStatementCache {
+    const NAME: &'static str;
+    /// Bind parameters one statement may carry.
+    const MAX_BINDS: usize;
+
+    /// Pushes "`column` is one of `ids`" with a single bind, whatever the count.
+    fn push_one_of(qb: &mut QueryBuilder<'_, Self>, column: &str, ids: &[i64]);
+
+    /// Starts a transaction that is going to write.
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send + '_;
+
+    /// Runs a statement in `tx`. Here rather than in the shared code: only a
+    /// concrete backend lets the arguments' lifetime shrink to the borrow
+    /// `build()` takes (SQLite's arguments may borrow).
+    fn execute<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        qb: QueryBuilder<'static, Self>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Runs a query of one `BIGINT` column in `tx`.
+    fn fetch_ids<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        qb: QueryBuilder<'static, Self>,
+    ) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send + 'a;
+
+    /// Serialises hero-pool recomputes of the same accounts across concurrent
+    /// transactions, so the last one to commit sees every other's rows.
+    fn lock_accounts<'c>(
+        tx: &'c mut Transaction<'static, Self>,
+        accounts: &'c [i64],
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+}
+
+/// Advisory lock class of hero-pool recomputes (`'hpoo'`), so the locks
+/// cannot collide with other users of advisory locks.
+const HERO_POOL_LOCK_CLASS: i32 = 0x6870_6f6f;
+
+impl Backend for Postgres {
+    const NAME: &'static str = "postgres";
+    const MAX_BINDS: usize = u16::MAX as usize;
+
+    fn push_one_of(qb: &mut QueryBuilder<'_, Self>, column: &str, ids: &[i64]) {
+        qb.push(column)
+            .push(" = ANY(")
+            .push_bind(ids.to_vec())
+            .push(")");
+    }
+
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send + '_ {
+        pool.begin()
+    }
+
+    async fn execute(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<(), sqlx::Error> {
+        // Statement texts vary with the row count: not worth caching.
+        qb.build().persistent(false).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn fetch_ids(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        qb.build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut **tx)
+            .await
+    }
+
+    async fn lock_accounts(
+        tx: &mut Transaction<'static, Self>,
+        accounts: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        // Keys fold account ids into 31 bits: a shared key only serialises more.
+        // Sorted, so two transactions always take their locks in one order.
+        let mut keys: Vec<i32> = accounts
+            .iter()
+            .map(|id| (id & 0x7fff_ffff) as i32)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM UNNEST($2::int4[]) AS t(k)")
+            .bind(HERO_POOL_LOCK_CLASS)
+            .bind(keys)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Backend for Sqlite {
+    const NAME: &'static str = "sqlite";
+    /// SQLITE_MAX_VARIABLE_NUMBER of SQLite 3.32 and later.
+    const MAX_BINDS: usize = 32_766;
+
+    fn push_one_of(qb: &mut QueryBuilder<'_, Self>, column: &str, ids: &[i64]) {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        qb.push(column)
+            .push(" IN (SELECT value FROM json_each(")
+            .push_bind(format!("[{}]", list.join(",")))
+            .push("))");
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front: a deferred transaction
+    /// that reads first may find it cannot upgrade (`SQLITE_BUSY_SNAPSHOT`).
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send + '_ {
+        pool.begin_with("BEGIN IMMEDIATE")
+    }
+
+    async fn execute(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<(), sqlx::Error> {
+        // Statement texts vary with the row count: not worth caching.
+        qb.build().persistent(false).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn fetch_ids(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        qb.build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut **tx)
+            .await
+    }
+
+    /// SQLite has one writer at a time: `BEGIN IMMEDIATE` already serialises.
+    async fn lock_accounts(
+        _tx: &mut Transaction<'static, Self>,
+        _accounts: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}

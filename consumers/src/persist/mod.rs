@@ -1,0 +1,323 @@
+//! The persist consumer group: writes [`MatchCompleted`] (`matches`) and
+//! [`PlayerProfile`] (`players`) into PostgreSQL or SQLite, and serves the
+//! scout read model ([`scout`]) from the same tables.
+//!
+//! - [`Store`]: the database, either backend; runs the migrations in
+//!   `consumers/migrations/{postgres,sqlite}` when it connects.
+//! - [`PersistHandler`]: the group's [`pipeline::runner::Handler`].
+//! - [`scout`]: player and team reports.
+//! - [`copy_player_rows_raw`]: a raw `COPY` baseline for benchmarks.
+//! - [`events`]: what the group logs.
+//!
+//! # Tables
+//!
+//! `matches` (key `match_id`), `player_matches` (`match_id, player_slot`;
+//! `account_id` NULL for anonymous players), `picks_bans` (`match_id, ord`),
+//! `teams` (`team_id`), `players` (`account_id`) and `hero_pool`
+//! (`account_id, hero_id`), derived from `player_matches`. A team's matches
+//! are read from `matches` by `radiant_team_id` / `dire_team_id`.
+//!
+//! # Writes
+//!
+//! One transaction per batch (a handler call), multi-row upserts chunked
+//! under the backend's bind limit. Writing is idempotent: the same event
+//! again, or a whole topic replayed, leaves the same rows, because every
+//! column is merged by a rule that only depends on the versions seen, not on
+//! how often or (for distinct sources and times) in which order:
+//!
+//! - **Matches** (`matches`, `player_matches`, `picks_bans`): one match may
+//!   come from several sources. Each source has a rank ([`source_rank`]:
+//!   `game_coordinator` 3 > `steam_api` 2 > `json` 1 > anything else 0).
+//!   Per column, a value from a source of higher or equal rank replaces the
+//!   stored one; a value from a lower-ranked source only fills a NULL; and
+//!   NULL never replaces a known value (COALESCE). So the Steam API's
+//!   anonymous slot takes the account id and net worth the game coordinator
+//!   reveals, and keeps the hero damage only the Steam API has, whichever
+//!   arrives first. `league_id` 0 is stored as NULL (the coordinator sends 0
+//!   for league matches), empty item lists as NULL. Equal ranks: the later
+//!   delivery wins.
+//! - **Players**: a profile observed at the same time or later than the
+//!   stored one (`observed_at_ms`) overwrites the fields it carries; an older
+//!   one only fills fields that are NULL. `observed_at_ms` keeps the newest.
+//! - **Teams**: the name from the newest match (`start_time`) wins; an older
+//!   match only fills a missing name.
+//! - **Hero pool**: recomputed with `INSERT ... SELECT ... GROUP BY ... ON
+//!   CONFLICT DO UPDATE` for every affected account (those in the batch and
+//!   those the batch's matches held before) inside the same transaction, so
+//!   it is always a function of `player_matches` and cannot drift under
+//!   redelivery. On PostgreSQL, per-account advisory locks serialise
+//!   concurrent recomputes of one account.
+//!
+//! Anonymous players (no account id, or Steam's 4294967295) never create
+//! `players` or `hero_pool` rows. `updated_at` columns record when a row was
+//! last written and are the one thing a replay changes.
+
+pub mod events;
+pub mod scout;
+
+mod backend;
+mod copy;
+mod error;
+mod handler;
+mod rows;
+mod sql;
+mod write;
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use pipeline::internal_events::InternalEvent;
+use schemas::{MatchCompleted, PlayerProfile};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+pub use copy::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
+pub use error::PersistError;
+pub use handler::PersistHandler;
+pub use rows::{player_rows, source_rank, PlayerMatchRow};
+pub use scout::{PlayerReport, TeamReport};
+
+use backend::Backend;
+use events::{BatchPersisted, PersistFailed, StoreOpened};
+use rows::BatchRows;
+use scout::Reader;
+use write::Writer;
+
+/// Environment variable with the database URL the binaries and tests use.
+pub const DATABASE_URL_ENV: &str = "SCOUTSTREAM_DATABASE_URL";
+/// Used when [`DATABASE_URL_ENV`] is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+const POSTGRES_MAX_CONNECTIONS: u32 = 8;
+/// Readers beside the one writer SQLite allows.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An event the persist group stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PersistEvent {
+    Match(MatchCompleted),
+    Profile(PlayerProfile),
+}
+
+impl PersistEvent {
+    /// Rejects what can never be stored (e.g. a slot taken twice), so it fails
+    /// alone instead of failing its batch.
+    pub fn validate(&self) -> Result<(), PersistError> {
+        match self {
+            PersistEvent::Match(m) => rows::validate_match(m),
+            PersistEvent::Profile(p) => rows::validate_profile(p),
+        }
+    }
+}
+
+/// What one write stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub matches: usize,
+    pub player_rows: usize,
+    pub profiles: usize,
+    /// Accounts whose hero pool was recomputed.
+    pub accounts_recomputed: usize,
+}
+
+/// The persist group's database.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Store {
+    /// Connects by URL scheme (`postgres://`, `postgresql://` or `sqlite:`)
+    /// and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, PersistError> {
+        let store = match scheme(url) {
+            "postgres" | "postgresql" => Store::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .connect(url)
+                    .await
+                    .map_err(PersistError::database("connect"))?,
+            ),
+            "sqlite" => Store::Sqlite(open_sqlite(url).await?),
+            other => return Err(PersistError::UnsupportedUrl(other.to_string())),
+        };
+        store.migrate().await?;
+        StoreOpened {
+            backend: store.backend(),
+        }
+        .emit();
+        Ok(store)
+    }
+
+    /// [`Store::connect`] to `$SCOUTSTREAM_DATABASE_URL`, or the default.
+    pub async fn connect_from_env() -> Result<Self, PersistError> {
+        let url = std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        Self::connect(&url).await
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => Postgres::NAME,
+            Store::Sqlite(_) => Sqlite::NAME,
+        }
+    }
+
+    /// Brings the schema up to date; safe to run again and from several processes.
+    pub async fn migrate(&self) -> Result<(), PersistError> {
+        let result = match self {
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+        };
+        result.map_err(|source| PersistError::Migrate {
+            backend: self.backend(),
+            source,
+        })
+    }
+
+    /// Writes the events in one transaction. Fails as a whole: invalid events
+    /// ([`PersistEvent::validate`]) fail it before anything is written.
+    pub async fn write(&self, events: &[PersistEvent]) -> Result<WriteSummary, PersistError> {
+        for event in events {
+            event.validate()?;
+        }
+        let matches = events.iter().filter_map(|e| match e {
+            PersistEvent::Match(m) => Some(m),
+            PersistEvent::Profile(_) => None,
+        });
+        let profiles = events.iter().filter_map(|e| match e {
+            PersistEvent::Profile(p) => Some(p),
+            PersistEvent::Match(_) => None,
+        });
+        self.write_rows(BatchRows::new(matches, profiles), events.len())
+            .await
+    }
+
+    /// [`Store::write`] of matches alone.
+    pub async fn write_matches(
+        &self,
+        matches: &[MatchCompleted],
+    ) -> Result<WriteSummary, PersistError> {
+        for m in matches {
+            rows::validate_match(m)?;
+        }
+        self.write_rows(BatchRows::new(matches, []), matches.len())
+            .await
+    }
+
+    /// [`Store::write`] of profiles alone.
+    pub async fn write_profiles(
+        &self,
+        profiles: &[PlayerProfile],
+    ) -> Result<WriteSummary, PersistError> {
+        for p in profiles {
+            rows::validate_profile(p)?;
+        }
+        self.write_rows(BatchRows::new([], profiles), profiles.len())
+            .await
+    }
+
+    async fn write_rows(
+        &self,
+        rows: BatchRows,
+        events: usize,
+    ) -> Result<WriteSummary, PersistError> {
+        let started = Instant::now();
+        let written = match self {
+            Store::Postgres(pool) => Writer::<Postgres>::write(pool, &rows).await,
+            Store::Sqlite(pool) => Writer::<Sqlite>::write(pool, &rows).await,
+        };
+        let accounts_recomputed = match written {
+            Ok(accounts) => accounts,
+            Err(error) => {
+                PersistFailed {
+                    backend: self.backend(),
+                    events,
+                    error: &error,
+                }
+                .emit();
+                return Err(error);
+            }
+        };
+        let summary = WriteSummary {
+            matches: rows.match_count(),
+            player_rows: rows.player_row_count(),
+            profiles: rows.profile_count(),
+            accounts_recomputed,
+        };
+        BatchPersisted {
+            backend: self.backend(),
+            matches: summary.matches,
+            player_rows: summary.player_rows,
+            profiles: summary.profiles,
+            accounts_recomputed,
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        Ok(summary)
+    }
+
+    /// The scout's view of a player; `None` when nothing is known about them.
+    pub async fn player_report(
+        &self,
+        account_id: i64,
+    ) -> Result<Option<PlayerReport>, PersistError> {
+        match self {
+            Store::Postgres(pool) => Reader::<Postgres>::player_report(pool, account_id).await,
+            Store::Sqlite(pool) => Reader::<Sqlite>::player_report(pool, account_id).await,
+        }
+    }
+
+    /// The scout's view of a team; `None` when no match of it is stored.
+    pub async fn team_report(&self, team_id: i64) -> Result<Option<TeamReport>, PersistError> {
+        match self {
+            Store::Postgres(pool) => Reader::<Postgres>::team_report(pool, team_id).await,
+            Store::Sqlite(pool) => Reader::<Sqlite>::team_report(pool, team_id).await,
+        }
+    }
+
+    /// Waits for the connections to close.
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(pool) => pool.close().await,
+            Store::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The part of a URL before its first `:`.
+fn scheme(url: &str) -> &str {
+    url.split_once(':').map_or("", |(scheme, _)| scheme)
+}
+
+/// A file database gets WAL (readers beside the writer); an in-memory one
+/// lives in its one connection, so the pool keeps exactly that connection.
+async fn open_sqlite(url: &str) -> Result<SqlitePool, PersistError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(PersistError::database("parse sqlite url"))?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let pool = if in_memory {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+    } else {
+        SqlitePoolOptions::new()
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+            .await
+    };
+    pool.map_err(PersistError::database("connect"))
+}

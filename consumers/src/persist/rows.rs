@@ -1,0 +1,382 @@
+//! Events flattened into table rows, checked, and split into rounds a
+//! multi-row upsert can take.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
+
+use schemas::{MatchCompleted, PlayerPerformance, PlayerProfile, ANONYMOUS_ACCOUNT_ID};
+
+use super::PersistError;
+
+/// A `matches` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MatchRow {
+    pub match_id: i64,
+    pub match_seq_num: Option<i64>,
+    pub start_time: i64,
+    pub duration_secs: i32,
+    pub radiant_win: bool,
+    pub game_mode: i32,
+    pub lobby_type: i32,
+    pub league_id: Option<i64>,
+    pub cluster: i32,
+    pub radiant_team_id: Option<i64>,
+    pub radiant_team_name: Option<String>,
+    pub dire_team_id: Option<i64>,
+    pub dire_team_name: Option<String>,
+    pub radiant_score: Option<i32>,
+    pub dire_score: Option<i32>,
+    pub source: String,
+    pub source_rank: i16,
+}
+
+/// A `player_matches` row: one player of one match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerMatchRow {
+    pub match_id: i64,
+    pub player_slot: i32,
+    /// `None` for anonymous players.
+    pub account_id: Option<i64>,
+    pub hero_id: i32,
+    pub kills: i32,
+    pub deaths: i32,
+    pub assists: i32,
+    pub last_hits: i32,
+    pub denies: i32,
+    pub gold_per_min: i32,
+    pub xp_per_min: i32,
+    pub level: i32,
+    pub hero_damage: Option<i64>,
+    pub tower_damage: Option<i64>,
+    pub hero_healing: Option<i64>,
+    pub gold: Option<i64>,
+    pub gold_spent: Option<i64>,
+    pub net_worth: Option<i64>,
+    pub leaver_status: Option<i32>,
+    /// `None` when the source sent no inventory.
+    pub items: Option<Vec<i32>>,
+    pub backpack: Option<Vec<i32>>,
+    pub persona_name: Option<String>,
+    pub is_radiant: bool,
+    pub won: bool,
+    pub start_time: i64,
+    pub source_rank: i16,
+}
+
+/// A `picks_bans` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PickBanRow {
+    pub match_id: i64,
+    pub ord: i32,
+    pub is_pick: bool,
+    pub hero_id: i32,
+    pub team: i32,
+    pub source_rank: i16,
+}
+
+/// A `teams` row, as one match shows the team.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TeamRow {
+    pub team_id: i64,
+    pub name: Option<String>,
+    pub last_match_time: i64,
+}
+
+/// A `players` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProfileRow {
+    pub account_id: i64,
+    pub persona_name: Option<String>,
+    pub rank_tier: Option<i32>,
+    pub leaderboard_rank: Option<i32>,
+    pub country: Option<String>,
+    pub last_seen: Option<i64>,
+    pub avatar_url: Option<String>,
+    pub profile_url: Option<String>,
+    pub observed_at_ms: i64,
+}
+
+/// How much a source is trusted when two sources of one match disagree.
+/// The game coordinator knows account ids and net worth the Steam API hides;
+/// unknown sources (`loadgen`, anything new) rank lowest.
+pub fn source_rank(source: &str) -> i16 {
+    match source {
+        "game_coordinator" => 3,
+        "steam_api" => 2,
+        "json" => 1,
+        _ => 0,
+    }
+}
+
+/// Steam's anonymous marker may still arrive from JSON publishers.
+fn known_account(account_id: Option<i64>) -> Option<i64> {
+    account_id.filter(|id| *id != ANONYMOUS_ACCOUNT_ID)
+}
+
+/// Rejects what the tables cannot hold, before it can fail a whole batch.
+pub(crate) fn validate_match(m: &MatchCompleted) -> Result<(), PersistError> {
+    let invalid = |what: String| {
+        Err(PersistError::Invalid(format!(
+            "match {}: {what}",
+            m.match_id
+        )))
+    };
+    if let Some(slot) = first_duplicate(m.players.iter().map(|p| p.player_slot)) {
+        return invalid(format!("player slot {slot} appears twice"));
+    }
+    if let Some(order) = first_duplicate(m.picks_bans.iter().map(|p| p.order)) {
+        return invalid(format!("pick/ban order {order} appears twice"));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_profile(p: &PlayerProfile) -> Result<(), PersistError> {
+    if (0..ANONYMOUS_ACCOUNT_ID).contains(&p.account_id) {
+        Ok(())
+    } else {
+        Err(PersistError::Invalid(format!(
+            "profile of account {}: not an individual account",
+            p.account_id
+        )))
+    }
+}
+
+fn first_duplicate<T: Eq + Hash + Copy>(mut values: impl Iterator<Item = T>) -> Option<T> {
+    let mut seen = HashSet::new();
+    values.find(|v| !seen.insert(*v))
+}
+
+pub(crate) fn match_row(m: &MatchCompleted) -> MatchRow {
+    MatchRow {
+        match_id: m.match_id,
+        match_seq_num: m.match_seq_num,
+        start_time: m.start_time,
+        duration_secs: m.duration_secs,
+        radiant_win: m.radiant_win,
+        game_mode: m.game_mode,
+        lobby_type: m.lobby_type,
+        // 0 says "no league" and also "not known" (the game coordinator sends 0
+        // for league matches): NULL lets a known league survive the merge.
+        league_id: (m.league_id != 0).then_some(m.league_id),
+        cluster: m.cluster,
+        radiant_team_id: m.radiant_team.as_ref().map(|t| t.team_id),
+        radiant_team_name: m.radiant_team.as_ref().and_then(|t| t.name.clone()),
+        dire_team_id: m.dire_team.as_ref().map(|t| t.team_id),
+        dire_team_name: m.dire_team.as_ref().and_then(|t| t.name.clone()),
+        radiant_score: m.radiant_score,
+        dire_score: m.dire_score,
+        source: m.source.clone(),
+        source_rank: source_rank(&m.source),
+    }
+}
+
+/// The `player_matches` rows of `matches`, in event order.
+pub fn player_rows(matches: &[MatchCompleted]) -> Vec<PlayerMatchRow> {
+    matches
+        .iter()
+        .flat_map(|m| m.players.iter().map(move |p| player_row(m, p)))
+        .collect()
+}
+
+pub(crate) fn player_row(m: &MatchCompleted, p: &PlayerPerformance) -> PlayerMatchRow {
+    let non_empty = |slots: &Vec<i32>| (!slots.is_empty()).then(|| slots.clone());
+    PlayerMatchRow {
+        match_id: m.match_id,
+        player_slot: p.player_slot,
+        account_id: known_account(p.account_id),
+        hero_id: p.hero_id,
+        kills: p.kills,
+        deaths: p.deaths,
+        assists: p.assists,
+        last_hits: p.last_hits,
+        denies: p.denies,
+        gold_per_min: p.gold_per_min,
+        xp_per_min: p.xp_per_min,
+        level: p.level,
+        hero_damage: p.hero_damage,
+        tower_damage: p.tower_damage,
+        hero_healing: p.hero_healing,
+        gold: p.gold,
+        gold_spent: p.gold_spent,
+        net_worth: p.net_worth,
+        leaver_status: p.leaver_status,
+        items: non_empty(&p.items),
+        backpack: non_empty(&p.backpack),
+        persona_name: p.persona_name.clone(),
+        is_radiant: p.is_radiant(),
+        won: p.is_radiant() == m.radiant_win,
+        start_time: m.start_time,
+        source_rank: source_rank(&m.source),
+    }
+}
+
+fn pick_ban_rows(m: &MatchCompleted) -> impl Iterator<Item = PickBanRow> + '_ {
+    m.picks_bans.iter().map(|pb| PickBanRow {
+        match_id: m.match_id,
+        ord: pb.order,
+        is_pick: pb.is_pick,
+        hero_id: pb.hero_id,
+        team: pb.team,
+        source_rank: source_rank(&m.source),
+    })
+}
+
+fn team_rows(m: &MatchCompleted) -> impl Iterator<Item = TeamRow> + '_ {
+    [&m.radiant_team, &m.dire_team]
+        .into_iter()
+        .flatten()
+        .map(|team| TeamRow {
+            team_id: team.team_id,
+            name: team.name.clone(),
+            last_match_time: m.start_time,
+        })
+}
+
+pub(crate) fn profile_row(p: &PlayerProfile) -> ProfileRow {
+    ProfileRow {
+        account_id: p.account_id,
+        persona_name: p.persona_name.clone(),
+        rank_tier: p.rank_tier,
+        leaderboard_rank: p.leaderboard_rank,
+        country: p.country.clone(),
+        last_seen: p.last_seen,
+        avatar_url: p.avatar_url.clone(),
+        profile_url: p.profile_url.clone(),
+        observed_at_ms: p.observed_at_ms,
+    }
+}
+
+/// One match and everything stored with it.
+#[derive(Debug, Default)]
+pub(crate) struct MatchRound {
+    pub matches: Vec<MatchRow>,
+    pub players: Vec<PlayerMatchRow>,
+    pub picks_bans: Vec<PickBanRow>,
+}
+
+/// A batch of events as rows, ready for one transaction.
+///
+/// A multi-row `INSERT ... ON CONFLICT DO UPDATE` may not touch one key twice,
+/// so rows with a repeated key go to later *rounds*: round k holds the k-th
+/// occurrence of each key, and rounds run in order, so the SQL merge sees the
+/// versions of one key in delivery order, exactly as if they came one by one.
+#[derive(Debug, Default)]
+pub(crate) struct BatchRows {
+    pub match_rounds: Vec<MatchRound>,
+    pub team_rounds: Vec<Vec<TeamRow>>,
+    pub profile_rounds: Vec<Vec<ProfileRow>>,
+    /// Every match written, to find the accounts they held before.
+    pub match_ids: Vec<i64>,
+    /// Every named account of the written player rows.
+    pub accounts: BTreeSet<i64>,
+}
+
+impl BatchRows {
+    pub fn new<'a>(
+        matches: impl IntoIterator<Item = &'a MatchCompleted>,
+        profiles: impl IntoIterator<Item = &'a PlayerProfile>,
+    ) -> Self {
+        let matches: Vec<&MatchCompleted> = matches.into_iter().collect();
+        let match_rounds = rounds(matches.iter().copied(), |m| m.match_id)
+            .into_iter()
+            .map(|round| match_round(&round))
+            .collect();
+        let teams = matches.iter().flat_map(|m| team_rows(m));
+        let profiles = profiles.into_iter().map(profile_row);
+        let accounts = matches
+            .iter()
+            .flat_map(|m| &m.players)
+            .filter_map(|p| known_account(p.account_id))
+            .collect();
+        let mut match_ids: Vec<i64> = matches.iter().map(|m| m.match_id).collect();
+        match_ids.sort_unstable();
+        match_ids.dedup();
+        Self {
+            match_rounds,
+            team_rounds: rounds(teams, |t| t.team_id),
+            profile_rounds: rounds(profiles, |p| p.account_id),
+            match_ids,
+            accounts,
+        }
+    }
+
+    pub fn match_count(&self) -> usize {
+        self.match_rounds.iter().map(|r| r.matches.len()).sum()
+    }
+
+    pub fn player_row_count(&self) -> usize {
+        self.match_rounds.iter().map(|r| r.players.len()).sum()
+    }
+
+    pub fn profile_count(&self) -> usize {
+        self.profile_rounds.iter().map(Vec::len).sum()
+    }
+}
+
+/// Rows of one round sorted by key, so concurrent transactions lock rows in
+/// one order and cannot deadlock on them.
+fn match_round(matches: &[&MatchCompleted]) -> MatchRound {
+    let mut round = MatchRound::default();
+    for m in matches {
+        round.matches.push(match_row(m));
+        round
+            .players
+            .extend(m.players.iter().map(|p| player_row(m, p)));
+        round.picks_bans.extend(pick_ban_rows(m));
+    }
+    round.matches.sort_by_key(|r| r.match_id);
+    round.players.sort_by_key(|r| (r.match_id, r.player_slot));
+    round.picks_bans.sort_by_key(|r| (r.match_id, r.ord));
+    round
+}
+
+/// Splits `items` so no round holds a key twice; round k holds the k-th
+/// occurrence of each key, each round sorted by key.
+pub(crate) fn rounds<T, K: Ord + Hash + Copy>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<T>> {
+    let mut seen: HashMap<K, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let occurrence = seen.entry(key(&item)).or_default();
+        if rounds.len() == *occurrence {
+            rounds.push(Vec::new());
+        }
+        rounds[*occurrence].push(item);
+        *occurrence += 1;
+    }
+    for round in &mut rounds {
+        round.sort_by_key(|item| key(item));
+    }
+    rounds
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_hold_each_key_once_in_delivery_order() {
+        let items = [(2, 'a'), (1, 'b'), (2, 'c'), (2, 'd'), (3, 'e')];
+        let split = rounds(items, |(k, _)| *k);
+        assert_eq!(
+            split,
+            vec![
+                vec![(1, 'b'), (2, 'a'), (3, 'e')],
+                vec![(2, 'c')],
+                vec![(2, 'd')],
+            ]
+        );
+        assert!(rounds(Vec::<(i32, char)>::new(), |(k, _)| *k).is_empty());
+    }
+
+    #[test]
+    fn sources_rank_game_coordinator_first() {
+        assert!(source_rank("game_coordinator") > source_rank("steam_api"));
+        assert!(source_rank("steam_api") > source_rank("json"));
+        assert!(source_rank("json") > source_rank("loadgen"));
+        assert_eq!(source_rank("something new"), 0);
+    }
+}

@@ -1,0 +1,217 @@
+//! The write path: a batch in one transaction, multi-row upserts chunked
+//! under the bind limit, and the hero pool recomputed from `player_matches`.
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+
+use sqlx::query_builder::Separated;
+use sqlx::types::Json;
+use sqlx::{Encode, Pool, QueryBuilder, Transaction, Type};
+
+use super::backend::Backend;
+use super::rows::{BatchRows, MatchRow, PickBanRow, PlayerMatchRow, ProfileRow, TeamRow};
+use super::sql::{self, Upsert};
+use super::PersistError;
+
+/// Binds one row's values, in the order of its [`Upsert::columns`].
+type Bind<DB, R> = for<'qb, 'args> fn(&mut Separated<'qb, 'args, DB, &'static str>, &R);
+
+/// Write functions for one backend. The bounds say what the shared SQL binds
+/// and reads; both backends meet them.
+pub(crate) struct Writer<DB>(PhantomData<DB>);
+
+impl<DB> Writer<DB>
+where
+    DB: Backend,
+    for<'q> i16: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<Vec<i32>>: Encode<'q, DB> + Type<DB>,
+    // Each backend encodes NULL its own way: Option is not covered by the above.
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> Option<Json<Vec<i32>>>: Encode<'q, DB>,
+{
+    /// Writes the batch in one transaction. Returns how many accounts had
+    /// their hero pool recomputed.
+    pub async fn write(pool: &Pool<DB>, rows: &BatchRows) -> Result<usize, PersistError> {
+        let mut tx = DB::begin_write(pool)
+            .await
+            .map_err(PersistError::database("begin"))?;
+        let accounts = Self::affected_accounts(&mut tx, rows).await?;
+        DB::lock_accounts(&mut tx, &accounts)
+            .await
+            .map_err(PersistError::database("lock accounts"))?;
+        for round in &rows.match_rounds {
+            Self::upsert(&mut tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
+            Self::upsert(
+                &mut tx,
+                &sql::PLAYER_MATCHES,
+                &round.players,
+                Self::bind_player,
+            )
+            .await?;
+            Self::upsert(
+                &mut tx,
+                &sql::PICKS_BANS,
+                &round.picks_bans,
+                Self::bind_pick_ban,
+            )
+            .await?;
+        }
+        for round in &rows.team_rounds {
+            Self::upsert(&mut tx, &sql::TEAMS, round, Self::bind_team).await?;
+        }
+        Self::recompute_hero_pool(&mut tx, &accounts).await?;
+        for round in &rows.profile_rounds {
+            Self::upsert(&mut tx, &sql::PLAYERS, round, Self::bind_profile).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(PersistError::database("commit"))?;
+        Ok(accounts.len())
+    }
+
+    /// Accounts of the incoming player rows, and those the same matches held
+    /// before: a corrected slot must leave the old account's hero pool too.
+    async fn affected_accounts(
+        tx: &mut Transaction<'static, DB>,
+        rows: &BatchRows,
+    ) -> Result<Vec<i64>, PersistError> {
+        let mut accounts: BTreeSet<i64> = rows.accounts.clone();
+        if !rows.match_ids.is_empty() {
+            let mut qb = QueryBuilder::<'static, DB>::new(
+                "SELECT DISTINCT account_id FROM player_matches \
+                 WHERE account_id IS NOT NULL AND ",
+            );
+            DB::push_one_of(&mut qb, "match_id", &rows.match_ids);
+            let before = DB::fetch_ids(tx, qb)
+                .await
+                .map_err(PersistError::database("read accounts of matches"))?;
+            accounts.extend(before);
+        }
+        Ok(accounts.into_iter().collect())
+    }
+
+    /// Upserts `rows` in as few statements as the bind limit allows.
+    async fn upsert<R>(
+        tx: &mut Transaction<'static, DB>,
+        upsert: &Upsert,
+        rows: &[R],
+        bind: Bind<DB, R>,
+    ) -> Result<(), PersistError> {
+        let per_statement = (DB::MAX_BINDS / upsert.columns.len()).max(1);
+        for chunk in rows.chunks(per_statement) {
+            let mut qb = QueryBuilder::<'static, DB>::new(upsert.insert_prefix());
+            qb.push_values(chunk, |mut values, row| bind(&mut values, row));
+            qb.push(&upsert.on_conflict);
+            DB::execute(tx, qb)
+                .await
+                .map_err(PersistError::database(upsert.table))?;
+        }
+        Ok(())
+    }
+
+    /// Recounts `hero_pool` of `accounts` from `player_matches`, so the
+    /// aggregate is a function of the rows and cannot drift under redelivery.
+    async fn recompute_hero_pool(
+        tx: &mut Transaction<'static, DB>,
+        accounts: &[i64],
+    ) -> Result<(), PersistError> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let mut recompute = QueryBuilder::<'static, DB>::new(sql::HERO_POOL_RECOMPUTE_HEAD);
+        DB::push_one_of(&mut recompute, "account_id", accounts);
+        recompute.push(sql::HERO_POOL_RECOMPUTE_TAIL);
+        DB::execute(tx, recompute)
+            .await
+            .map_err(PersistError::database("hero_pool"))?;
+
+        let mut stale = QueryBuilder::<'static, DB>::new(sql::HERO_POOL_STALE_HEAD);
+        DB::push_one_of(&mut stale, "account_id", accounts);
+        DB::execute(tx, stale)
+            .await
+            .map_err(PersistError::database("hero_pool stale rows"))?;
+        Ok(())
+    }
+
+    fn bind_match(b: &mut Separated<'_, '_, DB, &'static str>, r: &MatchRow) {
+        b.push_bind(r.match_id)
+            .push_bind(r.match_seq_num)
+            .push_bind(r.start_time)
+            .push_bind(r.duration_secs)
+            .push_bind(r.radiant_win)
+            .push_bind(r.game_mode)
+            .push_bind(r.lobby_type)
+            .push_bind(r.league_id)
+            .push_bind(r.cluster)
+            .push_bind(r.radiant_team_id)
+            .push_bind(r.radiant_team_name.clone())
+            .push_bind(r.dire_team_id)
+            .push_bind(r.dire_team_name.clone())
+            .push_bind(r.radiant_score)
+            .push_bind(r.dire_score)
+            .push_bind(r.source.clone())
+            .push_bind(r.source_rank);
+    }
+
+    fn bind_player(b: &mut Separated<'_, '_, DB, &'static str>, r: &PlayerMatchRow) {
+        b.push_bind(r.match_id)
+            .push_bind(r.player_slot)
+            .push_bind(r.account_id)
+            .push_bind(r.hero_id)
+            .push_bind(r.kills)
+            .push_bind(r.deaths)
+            .push_bind(r.assists)
+            .push_bind(r.last_hits)
+            .push_bind(r.denies)
+            .push_bind(r.gold_per_min)
+            .push_bind(r.xp_per_min)
+            .push_bind(r.level)
+            .push_bind(r.hero_damage)
+            .push_bind(r.tower_damage)
+            .push_bind(r.hero_healing)
+            .push_bind(r.gold)
+            .push_bind(r.gold_spent)
+            .push_bind(r.net_worth)
+            .push_bind(r.leaver_status)
+            .push_bind(r.items.clone().map(Json))
+            .push_bind(r.backpack.clone().map(Json))
+            .push_bind(r.persona_name.clone())
+            .push_bind(r.is_radiant)
+            .push_bind(r.won)
+            .push_bind(r.start_time)
+            .push_bind(r.source_rank);
+    }
+
+    fn bind_pick_ban(b: &mut Separated<'_, '_, DB, &'static str>, r: &PickBanRow) {
+        b.push_bind(r.match_id)
+            .push_bind(r.ord)
+            .push_bind(r.is_pick)
+            .push_bind(r.hero_id)
+            .push_bind(r.team)
+            .push_bind(r.source_rank);
+    }
+
+    fn bind_team(b: &mut Separated<'_, '_, DB, &'static str>, r: &TeamRow) {
+        b.push_bind(r.team_id)
+            .push_bind(r.name.clone())
+            .push_bind(r.last_match_time);
+    }
+
+    fn bind_profile(b: &mut Separated<'_, '_, DB, &'static str>, r: &ProfileRow) {
+        b.push_bind(r.account_id)
+            .push_bind(r.persona_name.clone())
+            .push_bind(r.rank_tier)
+            .push_bind(r.leaderboard_rank)
+            .push_bind(r.country.clone())
+            .push_bind(r.last_seen)
+            .push_bind(r.avatar_url.clone())
+            .push_bind(r.profile_url.clone())
+            .push_bind(r.observed_at_ms);
+    }
+}
