@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the servers the tests talk to are up: the Tansu Kafka-protocol broker
-# (installed once into a cache outside the repo), Redis and PostgreSQL.
+# (installed once into a cache outside the repo), Redis and PostgreSQL. Also installs
+# Prometheus (`prometheus`, `promtool`) without starting it: the observability test
+# starts its own on a free port.
 # Source it or run it; it is idempotent.
 set -euo pipefail
 
@@ -72,6 +74,29 @@ start_postgres() {
   wait_port 5432 postgresql
 }
 
+install_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return 0; fi
+  say "installing prometheus and promtool (apt)"
+  # The package's init script would start a server on :9090; tests run their own.
+  { apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+      apt-get install -y --no-install-recommends prometheus; } >"$LOG_DIR/prometheus-install.log" 2>&1 || {
+    tail -20 "$LOG_DIR/prometheus-install.log" >&2
+    say "prometheus install failed"
+    return 1
+  }
+  stop_packaged_prometheus
+}
+
+# Stops the server the package's postinst may have started (only that one, by its pid file).
+stop_packaged_prometheus() {
+  local pidfile=/run/prometheus/prometheus.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "stopping the packaged prometheus service; tests start their own"
+    kill "$(cat "$pidfile")" || true
+  fi
+}
+
+install_prometheus
 start_redis
 start_postgres
 start_tansu

@@ -8,6 +8,7 @@ use std::time::Duration;
 use pipeline::bus::Bus;
 use pipeline::runner::RunStats;
 use producers::ingest::{ingest_dir, ingest_file, IngestedEvent};
+use producers::loadgen::generate_matches;
 use producers::publish::{EventPublisher, PublishCounts};
 use schemas::{topics, Encoding};
 use tokio_util::sync::CancellationToken;
@@ -26,17 +27,22 @@ pub struct EmbeddedOptions {
     /// Single files (JSON documents or JSON lines) to ingest too.
     pub files: Vec<PathBuf>,
     pub database_url: String,
+    /// Generated matches to publish besides the real data.
+    pub generate: usize,
 }
 
 #[derive(Debug, Default)]
 pub struct EmbeddedReport {
     pub files_ingested: Vec<(PathBuf, usize)>,
     pub files_skipped: Vec<(PathBuf, String)>,
+    pub generated: usize,
     pub published: PublishCounts,
     pub groups: Vec<(GroupName, RunStats)>,
     /// Scout views of the players and teams the data named, read back as users do.
     pub scout_lines: Vec<String>,
 }
+
+const GENERATOR_SEED: u64 = 7;
 
 pub async fn run(
     options: EmbeddedOptions,
@@ -185,6 +191,9 @@ fn ingest(
             .push((path.clone(), file_events.len()));
         events.extend(file_events);
     }
+    report.generated = options.generate;
+    let generated = generate_matches(options.generate, GENERATOR_SEED);
+    events.extend(generated.into_iter().map(IngestedEvent::Match));
     Ok(events)
 }
 
@@ -219,6 +228,9 @@ impl EmbeddedReport {
         }
         for (path, reason) in &self.files_skipped {
             out.push_str(&format!("skipped  {}: {reason}\n", path.display()));
+        }
+        if self.generated > 0 {
+            out.push_str(&format!("generated {} matches\n", self.generated));
         }
         out.push_str(&format!(
             "published {} matches to `{}` and {} player profiles to `{}`\n",

@@ -38,6 +38,9 @@ enum Command {
         /// SQLite database the persist group writes.
         #[arg(long, default_value = "sqlite://scoutstream.db?mode=rwc")]
         database: String,
+        /// Generated matches to run through the pipeline too.
+        #[arg(long, default_value_t = 0)]
+        generate: usize,
     },
     /// Run consumer groups against the configured bus and stores until SIGINT/SIGTERM.
     Run {
@@ -101,12 +104,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
         files: Vec::new(),
         data_dirs: Vec::new(),
         database: "sqlite://scoutstream.db?mode=rwc".into(),
+        generate: 0,
     });
     match command {
         Command::Embedded {
             files,
             mut data_dirs,
             database,
+            generate,
         } => {
             if data_dirs.is_empty() && files.is_empty() {
                 data_dirs.push(producers::ingest::shared_data_dir().join("opendota"));
@@ -116,6 +121,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                     data_dirs,
                     files,
                     database_url: database,
+                    generate,
                 },
                 shutdown,
             )

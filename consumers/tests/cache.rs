@@ -435,6 +435,10 @@ async fn the_newest_profile_wins_whatever_the_delivery_order() {
     assert_eq!(value["avatar_url"], file["avatarfull"]);
     assert_eq!(value["last_seen"], file["lastlogoff"]);
     assert_eq!(value["source"], "steam_summaries");
+    assert_eq!(
+        value["rank_tier"], 80,
+        "the older rank record fills what the summary lacks"
+    );
     let newest = raw_get(&mut conn, &key).await;
 
     // Out of order (older) and redelivered (same) profiles change nothing.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::bus::kafka::{KafkaBus, KafkaConfig};
 use crate::bus::memory::MemoryBus;
+use crate::bus::prefixed::PrefixedBus;
 use crate::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
 use crate::bus::{Bus, BusError};
 use crate::runner::RunnerConfig;
@@ -61,6 +62,8 @@ pub struct BusConfig {
     pub backend: Backend,
     /// Partitions of topics the pipeline creates.
     pub partitions: u32,
+    /// Put before every topic name on the wire, so deployments can share a broker.
+    pub topic_prefix: String,
     pub kafka: KafkaSection,
     pub redis: RedisSection,
 }
@@ -70,6 +73,7 @@ impl Default for BusConfig {
         Self {
             backend: Backend::Memory,
             partitions: 4,
+            topic_prefix: String::new(),
             kafka: KafkaSection::default(),
             redis: RedisSection::default(),
         }
@@ -85,6 +89,7 @@ pub struct KafkaSection {
     pub max_prefetch_kbytes: u32,
     pub enable_idempotence: bool,
     /// Extra librdkafka properties (security, tuning), passed through as given.
+    #[serde(deserialize_with = "scalar_strings")]
     pub client: BTreeMap<String, String>,
 }
 
@@ -213,6 +218,14 @@ impl BusConfig {
 
     /// Connects the configured backend.
     pub async fn connect(&self) -> Result<Arc<dyn Bus>, BusError> {
+        let bus = self.connect_backend().await?;
+        if self.topic_prefix.is_empty() {
+            return Ok(bus);
+        }
+        Ok(Arc::new(PrefixedBus::new(bus, self.topic_prefix.clone())))
+    }
+
+    async fn connect_backend(&self) -> Result<Arc<dyn Bus>, BusError> {
         Ok(match self.backend {
             Backend::Memory => Arc::new(MemoryBus::new(self.partitions)),
             Backend::Kafka => Arc::new(KafkaBus::new(KafkaConfig {
@@ -236,6 +249,25 @@ impl BusConfig {
             ),
         })
     }
+}
+
+/// librdkafka takes every property as text; accept `linger.ms = 5` as well as `"5"`.
+fn scalar_strings<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let raw = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(key, value)| match value {
+            toml::Value::String(text) => Ok((key, text)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((key, value.to_string()))
+            }
+            _ => Err(D::Error::custom(format!(
+                "`{key}` must be a string, number or boolean"
+            ))),
+        })
+        .collect()
 }
 
 pub fn positive(field: &str, value: u64) -> Result<(), ConfigError> {

@@ -1,13 +1,148 @@
 //! One struct per thing that happens inside the runtime. `emit` writes its log
-//! line (and, as metrics arrive, its metric) from one place, so the two cannot
-//! drift apart: the pattern of Vector's internal events.
+//! line and its metric (names in [`crate::observe::names`]) from one place, so
+//! the two cannot drift apart: the pattern of Vector's internal events.
+//!
+//! Metrics cost nothing until a recorder is installed
+//! ([`crate::observe::install_recorder`]).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::bus::Delivery;
+use metrics::{counter, gauge, histogram};
+
+use crate::bus::{age_seconds, Delivery, PartitionLag};
+use crate::observe::names;
+use crate::runner::HandlerError;
 
 pub trait InternalEvent {
     fn emit(self);
+}
+
+fn retriable_label(retriable: bool) -> &'static str {
+    if retriable {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// A runner starts. Its group's counters start at zero, so `rate()` and
+/// `increase()` see the first increment.
+pub struct RunnerStarted<'a> {
+    pub group: &'a str,
+}
+
+impl InternalEvent for RunnerStarted<'_> {
+    fn emit(self) {
+        tracing::info!(group = self.group, "runner started");
+        let group = self.group.to_string();
+        counter!(names::RETRIES_TOTAL, "group" => group.clone()).increment(0);
+        counter!(names::REBALANCES_TOTAL, "group" => group.clone()).increment(0);
+        gauge!(names::ASSIGNED_PARTITIONS, "group" => group.clone()).increment(0.0);
+        for operation in names::operation::RUNNER {
+            counter!(names::BUS_ERRORS_TOTAL, "group" => group.clone(), "operation" => *operation)
+                .increment(0);
+        }
+    }
+}
+
+/// A poll returned events of one topic.
+pub struct EventsReceived<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub count: usize,
+}
+
+impl InternalEvent for EventsReceived<'_> {
+    fn emit(self) {
+        tracing::trace!(
+            group = self.group,
+            topic = self.topic,
+            count = self.count,
+            "events received"
+        );
+        counter!(names::EVENTS_RECEIVED_TOTAL, "group" => self.group.to_string(), "topic" => self.topic.to_string())
+            .increment(self.count as u64);
+    }
+}
+
+/// The handler succeeded on these deliveries of one topic, just now.
+pub struct EventsHandled<'a> {
+    pub group: &'a str,
+    pub topic: &'a str,
+    pub deliveries: &'a [&'a Delivery],
+}
+
+impl InternalEvent for EventsHandled<'_> {
+    fn emit(self) {
+        tracing::trace!(
+            group = self.group,
+            topic = self.topic,
+            count = self.deliveries.len(),
+            "events handled"
+        );
+        let group = self.group.to_string();
+        counter!(names::EVENTS_HANDLED_TOTAL, "group" => group.clone(), "topic" => self.topic.to_string())
+            .increment(self.deliveries.len() as u64);
+        let age = histogram!(names::EVENT_AGE_SECONDS, "group" => group);
+        // Without a publish time there is no latency to report (not a zero one).
+        for published in self.deliveries.iter().filter_map(|d| d.timestamp_ms) {
+            age.record(age_seconds(Some(published)));
+        }
+    }
+}
+
+/// One attempt of the handler failed on one delivery.
+pub struct HandlerFailed<'a> {
+    pub group: &'a str,
+    pub delivery: &'a Delivery,
+    pub error: &'a HandlerError,
+}
+
+impl InternalEvent for HandlerFailed<'_> {
+    fn emit(self) {
+        // Debug only: the retry or dead letter that follows logs at warn.
+        tracing::debug!(
+            group = self.group,
+            topic = %self.delivery.topic,
+            partition = self.delivery.partition,
+            position = ?self.delivery.position,
+            error = %self.error,
+            retriable = self.error.is_retriable(),
+            "handler failed"
+        );
+        counter!(
+            names::HANDLER_ERRORS_TOTAL,
+            "group" => self.group.to_string(),
+            "kind" => self.error.kind(),
+            "retriable" => retriable_label(self.error.is_retriable())
+        )
+        .increment(1);
+    }
+}
+
+/// The partitions a member owns changed (a rebalance, joining or leaving).
+pub struct AssignmentChanged<'a> {
+    pub group: &'a str,
+    /// How many partitions the member owned before.
+    pub previous: usize,
+    pub assigned: &'a [(String, i32)],
+}
+
+impl InternalEvent for AssignmentChanged<'_> {
+    fn emit(self) {
+        tracing::info!(
+            group = self.group,
+            previous = self.previous,
+            assigned = ?self.assigned,
+            "partition assignment changed"
+        );
+        let group = self.group.to_string();
+        counter!(names::REBALANCES_TOTAL, "group" => group.clone()).increment(1);
+        // A delta, not a value: several members of a group may share the process.
+        let delta = self.assigned.len() as f64 - self.previous as f64;
+        gauge!(names::ASSIGNED_PARTITIONS, "group" => group).increment(delta);
+    }
 }
 
 pub struct BatchHandled<'a> {
@@ -26,6 +161,10 @@ impl InternalEvent for BatchHandled<'_> {
             elapsed_ms = self.elapsed.as_millis() as u64,
             "batch handled"
         );
+        let group = self.group.to_string();
+        histogram!(names::BATCH_SIZE, "group" => group.clone()).record(self.events as f64);
+        histogram!(names::BATCH_DURATION_SECONDS, "group" => group)
+            .record(self.elapsed.as_secs_f64());
     }
 }
 
@@ -49,9 +188,11 @@ impl InternalEvent for HandlerRetryScheduled<'_> {
             error = self.error,
             "retriable handler error; retrying"
         );
+        counter!(names::RETRIES_TOTAL, "group" => self.group.to_string()).increment(1);
     }
 }
 
+/// The event's dead letter is durable on the dead-letter topic.
 pub struct DeadLettered<'a> {
     pub group: &'a str,
     pub delivery: &'a Delivery,
@@ -72,6 +213,13 @@ impl InternalEvent for DeadLettered<'_> {
             attempts = self.attempts,
             "event dead-lettered"
         );
+        counter!(
+            names::DEAD_LETTERS_TOTAL,
+            "group" => self.group.to_string(),
+            "topic" => self.delivery.topic.clone(),
+            "error_kind" => self.error_kind.to_string()
+        )
+        .increment(1);
     }
 }
 
@@ -85,6 +233,8 @@ pub struct BusCallFailed<'a> {
 impl InternalEvent for BusCallFailed<'_> {
     fn emit(self) {
         tracing::error!(group = self.group, operation = self.operation, error = %self.error, retriable = self.retriable, "bus call failed");
+        counter!(names::BUS_ERRORS_TOTAL, "group" => self.group.to_string(), "operation" => self.operation)
+            .increment(1);
     }
 }
 
@@ -102,5 +252,77 @@ impl InternalEvent for ShutdownDrained<'_> {
             dead_lettered = self.dead_lettered,
             "runner drained and stopped"
         );
+    }
+}
+
+/// A lag reporter starts; its error counter starts at zero.
+pub struct LagReporterStarted<'a> {
+    pub group: &'a str,
+    pub topics: &'a [String],
+    pub every: Duration,
+}
+
+impl InternalEvent for LagReporterStarted<'_> {
+    fn emit(self) {
+        tracing::info!(
+            group = self.group,
+            topics = ?self.topics,
+            every_ms = self.every.as_millis() as u64,
+            "lag reporter started"
+        );
+        counter!(
+            names::BUS_ERRORS_TOTAL,
+            "group" => self.group.to_string(),
+            "operation" => names::operation::LAG
+        )
+        .increment(0);
+    }
+}
+
+/// The bus reported the group's lag on every partition of its topics.
+pub struct LagReported<'a> {
+    pub group: &'a str,
+    pub lags: &'a [PartitionLag],
+}
+
+impl InternalEvent for LagReported<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            group = self.group,
+            partitions = self.lags.len(),
+            messages = self.lags.iter().map(|l| l.messages).sum::<u64>(),
+            oldest_seconds = self.lags.iter().map(|l| l.seconds).fold(0.0, f64::max),
+            "consumer lag"
+        );
+        for lag in self.lags {
+            let labels = [
+                ("group", self.group.to_string()),
+                ("topic", lag.topic.clone()),
+                ("partition", lag.partition.to_string()),
+            ];
+            gauge!(names::CONSUMER_LAG_MESSAGES, &labels).set(lag.messages as f64);
+            gauge!(names::CONSUMER_LAG_SECONDS, &labels).set(lag.seconds);
+        }
+    }
+}
+
+pub struct ObserveServerStarted {
+    pub addr: SocketAddr,
+}
+
+impl InternalEvent for ObserveServerStarted {
+    fn emit(self) {
+        tracing::info!(addr = %self.addr, "serving /metrics, /healthz and /readyz");
+    }
+}
+
+/// Another metrics recorder was installed first: this process exports nothing.
+pub struct MetricsRecorderUnavailable<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+
+impl InternalEvent for MetricsRecorderUnavailable<'_> {
+    fn emit(self) {
+        tracing::warn!(error = %self.error, "prometheus recorder not installed; /metrics stays empty");
     }
 }

@@ -6,9 +6,13 @@
 //!   retries with backoff, dead letters, ack-after-durable, graceful shutdown.
 //! - [`config`]: bus and runner settings from TOML plus `SCOUTSTREAM__` environment
 //!   overrides, validated with errors that name the field.
-//! - [`internal_events`]: one struct per thing that happens, writing its log line.
+//! - [`internal_events`]: one struct per thing that happens, writing its log line
+//!   and its metric.
+//! - [`observe`]: Prometheus metrics (names, recorder), consumer-lag gauges, and the
+//!   `/metrics`, `/healthz` and `/readyz` endpoints.
 
 pub mod bus;
 pub mod config;
 pub mod internal_events;
+pub mod observe;
 pub mod runner;

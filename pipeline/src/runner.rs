@@ -7,6 +7,7 @@
 //! durable on the dead-letter topic. Acks cover the done *prefix* of each
 //! partition, since Kafka commits positions, not single records.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{by_partition, now_ms, BusError, Delivery, Publisher, Record, Subscription};
 use crate::internal_events::{
-    BatchHandled, BusCallFailed, DeadLettered, HandlerRetryScheduled, InternalEvent,
-    ShutdownDrained,
+    AssignmentChanged, BatchHandled, BusCallFailed, DeadLettered, EventsHandled, EventsReceived,
+    HandlerFailed, HandlerRetryScheduled, InternalEvent, RunnerStarted, ShutdownDrained,
 };
+use crate::observe::names::operation;
+use crate::observe::readiness::{runner_check, Readiness};
 
 /// Why one delivery could not be handled.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -142,6 +145,7 @@ pub struct Runner {
     handler: Arc<dyn Handler>,
     dead_letters: Arc<dyn Publisher>,
     codec: Codec,
+    readiness: Option<Readiness>,
 }
 
 /// What became of one partition's slice of a batch.
@@ -164,7 +168,37 @@ impl Runner {
             handler,
             dead_letters,
             codec: Codec::default(),
+            readiness: None,
         }
+    }
+
+    /// Reports to `readiness` under [`runner_check`]: ready while polls succeed,
+    /// not ready before the first one, after a failed one and once stopped.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        readiness.register(runner_check(&self.config.group));
+        self.readiness = Some(readiness);
+        self
+    }
+
+    fn set_ready(&self, ready: bool) {
+        if let Some(readiness) = &self.readiness {
+            readiness.set(&runner_check(&self.config.group), ready);
+        }
+    }
+
+    /// Emits [`AssignmentChanged`] when the member's partitions differ from `seen`.
+    fn track_assignment(&self, seen: &mut Vec<(String, i32)>, mut now: Vec<(String, i32)>) {
+        now.sort();
+        if now == *seen {
+            return;
+        }
+        AssignmentChanged {
+            group: &self.config.group,
+            previous: seen.len(),
+            assigned: &now,
+        }
+        .emit();
+        *seen = now;
     }
 
     /// Runs until `shutdown` fires, then finishes the batch in hand, acks what is
@@ -175,10 +209,26 @@ impl Runner {
         shutdown: CancellationToken,
     ) -> Result<RunStats, RunnerError> {
         let mut stats = RunStats::default();
+        let mut assigned = Vec::new();
+        RunnerStarted {
+            group: &self.config.group,
+        }
+        .emit();
         let result = self
-            .run_loop(subscription.as_mut(), &shutdown, &mut stats)
+            .run_loop(subscription.as_mut(), &shutdown, &mut stats, &mut assigned)
             .await;
+        self.set_ready(false);
         let closed = subscription.close().await;
+        self.track_assignment(&mut assigned, Vec::new());
+        if let Err(err) = &closed {
+            BusCallFailed {
+                group: &self.config.group,
+                operation: operation::CLOSE,
+                error: err,
+                retriable: err.is_retriable(),
+            }
+            .emit();
+        }
         ShutdownDrained {
             group: &self.config.group,
             handled: stats.handled,
@@ -187,7 +237,7 @@ impl Runner {
         .emit();
         result?;
         closed.map_err(|source| RunnerError::Bus {
-            operation: "close",
+            operation: operation::CLOSE,
             source,
         })?;
         Ok(stats)
@@ -198,6 +248,7 @@ impl Runner {
         subscription: &mut dyn Subscription,
         shutdown: &CancellationToken,
         stats: &mut RunStats,
+        assigned: &mut Vec<(String, i32)>,
     ) -> Result<(), RunnerError> {
         let mut poll_failures = 0u32;
         while !shutdown.is_cancelled() {
@@ -205,6 +256,9 @@ impl Runner {
                 _ = shutdown.cancelled() => break,
                 polled = subscription.poll(self.config.batch_size, self.config.batch_wait) => polled,
             };
+            // Between batches: the assignment a rebalance during the poll left us.
+            self.track_assignment(assigned, subscription.assignment());
+            self.set_ready(polled.is_ok());
             let batch = match polled {
                 Ok(batch) => {
                     poll_failures = 0;
@@ -212,7 +266,7 @@ impl Runner {
                 }
                 Err(err) => {
                     poll_failures += 1;
-                    self.bus_failed("poll", err, poll_failures, shutdown)
+                    self.bus_failed(operation::POLL, err, poll_failures, shutdown)
                         .await?;
                     continue;
                 }
@@ -265,6 +319,7 @@ impl Runner {
     ) -> Result<(), RunnerError> {
         let started = Instant::now();
         let events = batch.len();
+        self.received(&batch);
         let slices: Vec<Vec<Delivery>> = by_partition(&batch)
             .into_values()
             .map(|slice| slice.into_iter().cloned().collect())
@@ -293,6 +348,21 @@ impl Runner {
         Ok(())
     }
 
+    fn received(&self, batch: &[Delivery]) {
+        let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
+        for delivery in batch {
+            *per_topic.entry(delivery.topic.as_str()).or_default() += 1;
+        }
+        for (topic, count) in per_topic {
+            EventsReceived {
+                group: &self.config.group,
+                topic,
+                count,
+            }
+            .emit();
+        }
+    }
+
     async fn ack(
         &self,
         subscription: &mut dyn Subscription,
@@ -309,14 +379,15 @@ impl Runner {
                     if failures >= 3 || shutdown.is_cancelled() {
                         BusCallFailed {
                             group: &self.config.group,
-                            operation: "ack",
+                            operation: operation::ACK,
                             error: &err,
                             retriable: false,
                         }
                         .emit();
                         return Ok(());
                     }
-                    self.bus_failed("ack", err, failures, shutdown).await?;
+                    self.bus_failed(operation::ACK, err, failures, shutdown)
+                        .await?;
                 }
             }
         }
@@ -344,6 +415,7 @@ impl Runner {
             let results = self.handler.handle(&inputs).await;
             let mut retry = Vec::new();
             let mut dead = Vec::new();
+            let mut handled = Vec::new();
             for (n, &i) in pending.iter().enumerate() {
                 attempts[i] += 1;
                 let result = results.get(n).cloned().unwrap_or_else(|| {
@@ -352,10 +424,19 @@ impl Runner {
                         "handler returned fewer outcomes than deliveries",
                     ))
                 });
+                if let Err(error) = &result {
+                    HandlerFailed {
+                        group: &self.config.group,
+                        delivery: &slice[i],
+                        error,
+                    }
+                    .emit();
+                }
                 match result {
                     Ok(()) => {
                         done[i] = true;
                         outcome.handled += 1;
+                        handled.push(&slice[i]);
                     }
                     Err(err) if err.is_retriable() && attempts[i] < self.config.max_attempts => {
                         retry.push((i, err))
@@ -363,6 +444,7 @@ impl Runner {
                     Err(err) => dead.push((i, err)),
                 }
             }
+            self.handled(&handled);
             if !dead.is_empty()
                 && self
                     .dead_letter(&slice, &attempts, &dead, first_seen_ms, shutdown)
@@ -400,6 +482,32 @@ impl Runner {
         outcome
     }
 
+    fn handled(&self, deliveries: &[&Delivery]) {
+        // A slice is one partition, hence one topic.
+        if let Some(first) = deliveries.first() {
+            EventsHandled {
+                group: &self.config.group,
+                topic: &first.topic,
+                deliveries,
+            }
+            .emit();
+        }
+    }
+
+    /// Logs and counts dead letters once they are durable.
+    fn dead_lettered(&self, slice: &[Delivery], attempts: &[u32], dead: &[(usize, HandlerError)]) {
+        for (i, err) in dead {
+            DeadLettered {
+                group: &self.config.group,
+                delivery: &slice[*i],
+                error_kind: err.kind(),
+                error: err.message(),
+                attempts: attempts[*i],
+            }
+            .emit();
+        }
+    }
+
     /// Publishes dead letters; true once they are durable. Keeps trying while the
     /// dead-letter topic is unreachable, since acking without it would lose data.
     async fn dead_letter(
@@ -413,14 +521,6 @@ impl Runner {
         let mut records = Vec::with_capacity(dead.len());
         for (i, err) in dead {
             let delivery = &slice[*i];
-            DeadLettered {
-                group: &self.config.group,
-                delivery,
-                error_kind: err.kind(),
-                error: err.message(),
-                attempts: attempts[*i],
-            }
-            .emit();
             let letter = dead_letter_for(
                 delivery,
                 &self.config.group,
@@ -445,12 +545,15 @@ impl Runner {
                 .publish_batch(&self.config.dead_letter_topic, &records)
                 .await
             {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.dead_lettered(slice, attempts, dead);
+                    return true;
+                }
                 Err(err) => {
                     failures += 1;
                     BusCallFailed {
                         group: &self.config.group,
-                        operation: "publish dead letter",
+                        operation: operation::PUBLISH_DEAD_LETTER,
                         error: &err,
                         retriable: true,
                     }

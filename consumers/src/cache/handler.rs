@@ -13,9 +13,6 @@ use super::layer::Cache;
 use super::newer::{NewerWrite, VersionAt};
 use super::summary::MatchSummary;
 
-/// The profile field that decides which of two profiles is newer.
-const PROFILE_VERSION_FIELD: &str = "observed_at_ms";
-
 /// Why one delivery could not be cached. None is retriable: a cache write
 /// always lands, in Redis or in memory.
 #[derive(Debug, thiserror::Error)]
@@ -130,21 +127,54 @@ impl CacheHandler {
             .await;
     }
 
+    /// Caches the player's profile merged with what is cached: sources carry
+    /// different fields (a rank record, a Steam summary), so the newer profile's
+    /// known fields win and the older one fills the gaps, as in the database.
+    /// One player's profiles share a partition, so this read-merge-write is not raced.
     async fn cache_profile(&self, profile: &PlayerProfile) -> Result<(), CacheHandlerError> {
-        let json = to_json("player profile", profile)?;
-        // The scout report shows rank and name: a newer profile makes it stale.
-        let derived = keys::derived_player_keys(profile.account_id);
+        let key = keys::player_key(profile.account_id);
+        let cached: Option<PlayerProfile> = self
+            .cache
+            .get(&key)
+            .await
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let merged = match &cached {
+            Some(cached) => merge_profiles(profile, cached),
+            None => profile.clone(),
+        };
+        if cached.as_ref() == Some(&merged) {
+            return Ok(()); // a redelivery or an older profile with nothing new
+        }
+        let json = to_json("player profile", &merged)?;
         self.cache
-            .set_if_newer(NewerWrite {
-                key: &keys::player_key(profile.account_id),
-                value: &json,
-                version: profile.observed_at_ms,
-                version_at: VersionAt::Field(PROFILE_VERSION_FIELD),
-                ttl: self.cache.config().player_ttl(),
-                invalidate: &derived,
-            })
+            .set(&key, &json, self.cache.config().player_ttl())
+            .await;
+        // The scout report shows rank and name: a changed profile makes it stale.
+        self.cache
+            .delete(&keys::derived_player_keys(profile.account_id))
             .await;
         Ok(())
+    }
+}
+
+fn merge_profiles(incoming: &PlayerProfile, cached: &PlayerProfile) -> PlayerProfile {
+    let (newer, older) = if incoming.observed_at_ms >= cached.observed_at_ms {
+        (incoming, cached)
+    } else {
+        (cached, incoming)
+    };
+    let pick = |n: &Option<String>, o: &Option<String>| n.clone().or_else(|| o.clone());
+    PlayerProfile {
+        account_id: newer.account_id,
+        persona_name: pick(&newer.persona_name, &older.persona_name),
+        rank_tier: newer.rank_tier.or(older.rank_tier),
+        leaderboard_rank: newer.leaderboard_rank.or(older.leaderboard_rank),
+        country: pick(&newer.country, &older.country),
+        last_seen: newer.last_seen.or(older.last_seen),
+        avatar_url: pick(&newer.avatar_url, &older.avatar_url),
+        profile_url: pick(&newer.profile_url, &older.profile_url),
+        observed_at_ms: newer.observed_at_ms,
+        source: newer.source.clone(),
     }
 }
 

@@ -42,11 +42,13 @@
 //! - **Teams**: the name from the newest match (`start_time`) wins; an older
 //!   match only fills a missing name.
 //! - **Hero pool**: recomputed with `INSERT ... SELECT ... GROUP BY ... ON
-//!   CONFLICT DO UPDATE` for every affected account (those in the batch and
-//!   those the batch's matches held before) inside the same transaction, so
-//!   it is always a function of `player_matches` and cannot drift under
+//!   CONFLICT DO UPDATE` (then rows no player match backs any more are
+//!   deleted) for every affected account, those in the batch and those the
+//!   batch's matches held before, inside the same transaction. So it is
+//!   always a function of `player_matches` and cannot drift under
 //!   redelivery. On PostgreSQL, per-account advisory locks serialise
-//!   concurrent recomputes of one account.
+//!   concurrent recomputes of one account, so writers on different
+//!   partitions cannot lose each other's games.
 //!
 //! Anonymous players (no account id, or Steam's 4294967295) never create
 //! `players` or `hero_pool` rows. `updated_at` columns record when a row was

@@ -12,6 +12,7 @@
 
 pub mod kafka;
 pub mod memory;
+pub mod prefixed;
 pub mod redis_streams;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,592 @@
+//! End to end, as operators run it: the `scoutstream` binary publishes the real
+//! fixtures and generated matches, runs the consumer groups against Kafka
+//! (Tansu) or Redis Streams, Redis and PostgreSQL, and the test reads back what
+//! landed in PostgreSQL, Redis and the scout views, value by value.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use consumers::cache::{Cache, CacheConfig};
+use consumers::persist::Store;
+use consumers::scout::{ScoutService, Served};
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+const FIXTURES: [&str; 5] = [
+    "details_api.json",
+    "details_api_pro.json",
+    "retriever_match.json",
+    "retriever_player.json",
+    "summaries_api.json",
+];
+const WAIT: Duration = Duration::from_secs(180);
+
+fn unique(name: &str) -> String {
+    format!("{name}{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+fn fixture_paths() -> Vec<String> {
+    let dir = producers::ingest::shared_data_dir().join("opendota");
+    FIXTURES
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+fn database_admin_url() -> String {
+    std::env::var("SCOUTSTREAM_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One isolated deployment: its own topics, group ids, database and cache keys.
+struct Deployment {
+    backend: &'static str,
+    topic_prefix: String,
+    group_prefix: String,
+    database: String,
+    database_url: String,
+    cache_prefix: String,
+    cache_redis_url: String,
+}
+
+impl Deployment {
+    async fn new(backend: &'static str) -> Self {
+        let database = unique("sse2e_");
+        let mut admin = PgConnection::connect(&database_admin_url()).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = database_admin_url();
+        let database_url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+        Self {
+            backend,
+            topic_prefix: format!("{}.", unique("e2e")),
+            group_prefix: unique("g"),
+            database,
+            database_url,
+            cache_prefix: format!("{}:", unique("sse2e-cache")),
+            cache_redis_url: redis_url(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scoutstream"));
+        command
+            .args(args)
+            .env("SCOUTSTREAM__BUS__BACKEND", self.backend)
+            .env("SCOUTSTREAM__BUS__TOPIC_PREFIX", &self.topic_prefix)
+            .env(
+                "SCOUTSTREAM__BUS__REDIS__KEY_PREFIX",
+                format!("{}streams:", self.topic_prefix),
+            )
+            .env("SCOUTSTREAM__BUS__REDIS__URL", redis_url())
+            .env("SCOUTSTREAM__BUS__REDIS__SESSION_TIMEOUT_SECS", "3")
+            .env("SCOUTSTREAM__BUS__REDIS__CLAIM_IDLE_SECS", "2")
+            .env(
+                "SCOUTSTREAM__BUS__KAFKA__BROKERS",
+                std::env::var("SCOUTSTREAM_KAFKA_BROKERS")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            )
+            .env("SCOUTSTREAM__BUS__KAFKA__SESSION_TIMEOUT_SECS", "6")
+            // Tansu 0.6 cannot serve a fetch from inside a multi-record batch.
+            .env("SCOUTSTREAM__BUS__KAFKA__CLIENT__BATCH.NUM.MESSAGES", "1")
+            .env("SCOUTSTREAM__GROUPS__ID_PREFIX", &self.group_prefix)
+            .env("SCOUTSTREAM__DATABASE__URL", &self.database_url)
+            .env("SCOUTSTREAM__CACHE__KEY_PREFIX", &self.cache_prefix)
+            .env("SCOUTSTREAM__CACHE__REDIS_URL", &self.cache_redis_url)
+            .env("SCOUTSTREAM__CACHE__REDIS_RETRY_INTERVAL_MS", "500")
+            .env("SCOUTSTREAM__RUNNER__BATCH_SIZE", "200")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    fn produce(&self, files: &[String], generate: usize, seed: u64) -> Output {
+        let generate = generate.to_string();
+        let seed = seed.to_string();
+        let mut args = vec!["produce", "--generate", &generate, "--seed", &seed];
+        args.extend(files.iter().map(String::as_str));
+        let output = self.command(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "produce failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn start(&self, groups: &str) -> Child {
+        self.command(&["run", "--groups", groups])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.database_url).await.unwrap()
+    }
+
+    async fn drop_database(self) {
+        let mut admin = PgConnection::connect(&database_admin_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// SIGTERM, then the run must drain, commit and exit 0; returns its stdout and stderr.
+fn stop(child: Child) -> (String, String) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    );
+    assert!(output.status.success(), "run did not exit cleanly: {err}");
+    (out, err)
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    // Before the first run migrates, the tables do not exist yet: count nothing.
+    sqlx::query(sql)
+        .fetch_one(pool)
+        .await
+        .map(|r| r.get::<i64, _>(0))
+        .unwrap_or(0)
+}
+
+async fn wait_for_count(pool: &PgPool, sql: &str, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = 0;
+    while tokio::time::Instant::now() < deadline {
+        seen = count(pool, sql).await;
+        if seen >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, expected, "{sql}");
+}
+
+async fn wait_for_at_least(pool: &PgPool, sql: &str, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count(pool, sql).await < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        count(pool, sql).await >= expected,
+        "{sql} never reached {expected}"
+    );
+}
+
+/// Every row of every table, without write timestamps, in a stable order.
+async fn dump(pool: &PgPool) -> Vec<String> {
+    let queries = [
+        "SELECT row_to_json(t)::text FROM (SELECT match_id, match_seq_num, start_time, duration_secs, radiant_win, game_mode, lobby_type, league_id, cluster, radiant_team_id, radiant_team_name, dire_team_id, dire_team_name, radiant_score, dire_score, source, source_rank FROM matches ORDER BY match_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM player_matches ORDER BY match_id, player_slot) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM picks_bans ORDER BY match_id, ord) t",
+        "SELECT row_to_json(t)::text FROM (SELECT account_id, persona_name, rank_tier, leaderboard_rank, country, last_seen, avatar_url, profile_url, observed_at_ms FROM players ORDER BY account_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM hero_pool ORDER BY account_id, hero_id) t",
+    ];
+    let mut rows = Vec::new();
+    for query in queries {
+        for row in sqlx::query(query).fetch_all(pool).await.unwrap() {
+            rows.push(row.get::<String, _>(0));
+        }
+    }
+    rows
+}
+
+async fn persist_lag(deployment: &Deployment, group_prefix: &str) -> u64 {
+    let config = pipeline::config::BusConfig {
+        backend: if deployment.backend == "kafka" {
+            pipeline::config::Backend::Kafka
+        } else {
+            pipeline::config::Backend::RedisStreams
+        },
+        topic_prefix: deployment.topic_prefix.clone(),
+        ..pipeline::config::BusConfig::default()
+    };
+    let mut config = config;
+    config.redis.key_prefix = format!("{}streams:", deployment.topic_prefix);
+    let bus = config.connect().await.unwrap();
+    let topics = ["matches".to_string(), "players".to_string()];
+    bus.lag(&format!("{group_prefix}-persist"), &topics)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.messages)
+        .sum()
+}
+
+async fn wait_for_zero_lag(deployment: &Deployment, group_prefix: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if persist_lag(deployment, group_prefix).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("group {group_prefix}-persist did not catch up");
+}
+
+async fn check_fixture_rows(pool: &PgPool) {
+    // details_api_pro.json: Planet Odd (radiant) lost 15-23 to Newbee, 20 picks/bans.
+    let pro = sqlx::query("SELECT radiant_team_id, radiant_team_name, dire_team_id, dire_team_name, radiant_score, dire_score, radiant_win, duration_secs FROM matches WHERE match_id = 3254426673")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(pro.get::<Option<i64>, _>(0), Some(4_251_435));
+    assert_eq!(
+        pro.get::<Option<String>, _>(1).as_deref(),
+        Some("Planet Odd")
+    );
+    assert_eq!(pro.get::<Option<i64>, _>(2), Some(1_375_614));
+    assert_eq!(pro.get::<Option<String>, _>(3).as_deref(), Some("Newbee"));
+    assert_eq!(
+        (pro.get::<Option<i32>, _>(4), pro.get::<Option<i32>, _>(5)),
+        (Some(15), Some(23))
+    );
+    assert!(!pro.get::<bool, _>(6));
+    assert_eq!(pro.get::<i32, _>(7), 1888);
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM picks_bans WHERE match_id = 3254426673"
+        )
+        .await,
+        20
+    );
+    // details_api.json slot 0: account 120269134 on Tusk (100), 8/6/11, 443 GPM.
+    let slot0 = sqlx::query("SELECT account_id, hero_id, kills, deaths, assists, gold_per_min, won FROM player_matches WHERE match_id = 1781962623 AND player_slot = 0")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(slot0.get::<Option<i64>, _>(0), Some(120_269_134));
+    assert_eq!(
+        (
+            slot0.get::<i32, _>(1),
+            slot0.get::<i32, _>(2),
+            slot0.get::<i32, _>(3),
+            slot0.get::<i32, _>(4)
+        ),
+        (100, 8, 6, 11)
+    );
+    assert_eq!(slot0.get::<i32, _>(5), 443);
+    assert!(slot0.get::<bool, _>(6));
+    // Steam hides slot 1's account; the game coordinator record of the same match reveals it.
+    let slot1 = sqlx::query("SELECT account_id, net_worth FROM player_matches WHERE match_id = 1781962623 AND player_slot = 1").fetch_one(pool).await.unwrap();
+    assert_eq!(slot1.get::<Option<i64>, _>(0), Some(109_378_329));
+    assert_eq!(slot1.get::<Option<i64>, _>(1), Some(32_064));
+    // Rank record and Steam summary merged into one player.
+    let player = sqlx::query("SELECT persona_name, rank_tier, leaderboard_rank FROM players WHERE account_id = 120269134").fetch_one(pool).await.unwrap();
+    assert_eq!(
+        player.get::<Option<String>, _>(0).as_deref(),
+        Some("Cherno Billy")
+    );
+    assert_eq!(player.get::<Option<i32>, _>(1), Some(80));
+    assert_eq!(player.get::<Option<i32>, _>(2), Some(1476));
+}
+
+async fn check_cache_and_scout_views(deployment: &Deployment) {
+    let client = redis::Client::open(deployment.cache_redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}match:3254426673", deployment.cache_prefix);
+    let summary: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&summary.expect("the pro match is cached")).unwrap();
+    assert_eq!(summary["match_id"], 3_254_426_673_i64);
+    assert_eq!(summary["radiant_win"], false);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 24 * 3600, "match TTL {ttl}");
+    let profile: Option<String> = redis::cmd("GET")
+        .arg(format!("{}player:120269134", deployment.cache_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(profile
+        .expect("the profile is cached")
+        .contains("Cherno Billy"));
+
+    let store = Store::connect(&deployment.database_url).await.unwrap();
+    let cache = Cache::connect(CacheConfig {
+        redis_url: deployment.cache_redis_url.clone(),
+        key_prefix: deployment.cache_prefix.clone(),
+        ..CacheConfig::default()
+    })
+    .await
+    .unwrap();
+    let scout = ScoutService::new(store, cache);
+    let (report, served) = scout.player_report(120_269_134).await.unwrap().unwrap();
+    assert_eq!(served, Served::Database, "first read computes the report");
+    assert_eq!((report.games, report.wins), (1, 1));
+    assert_eq!(report.rank_tier, Some(80));
+    assert_eq!(report.hero_pool.len(), 1);
+    assert_eq!(
+        (
+            report.hero_pool[0].hero_id,
+            report.hero_pool[0].games,
+            report.hero_pool[0].wins
+        ),
+        (100, 1, 1)
+    );
+    let kda = report.averages.as_ref().unwrap().kda;
+    assert!((kda - 19.0 / 6.0).abs() < 1e-9, "KDA {kda}");
+    let (again, served) = scout.player_report(120_269_134).await.unwrap().unwrap();
+    assert_eq!(
+        served,
+        Served::Cache,
+        "second read is served from the cache"
+    );
+    assert_eq!(again, report);
+    let (team, _) = scout.team_report(1_375_614).await.unwrap().unwrap();
+    assert_eq!(
+        (team.name.as_deref(), team.games, team.wins),
+        (Some("Newbee"), 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_redis_postgres_end_to_end_with_replays() {
+    let deployment = Deployment::new("kafka").await;
+    let produced = deployment.produce(&fixture_paths(), 2000, 7);
+    assert!(String::from_utf8_lossy(&produced.stdout)
+        .contains("published 2003 matches and 2 player profiles"));
+    let run = deployment.start("enrich,cache,persist");
+    let pool = deployment.pool().await;
+    // 2 real matches (one of them from two sources) + 2000 generated; 10 players each.
+    wait_for_count(&pool, "SELECT count(*) FROM matches", 2002).await;
+    wait_for_count(&pool, "SELECT count(*) FROM player_matches", 20_020).await;
+    wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
+    let (stdout, _) = stop(run);
+    assert!(
+        stdout.contains("group persist: handled 2005, dead-lettered 0"),
+        "{stdout}"
+    );
+    check_fixture_rows(&pool).await;
+    check_cache_and_scout_views(&deployment).await;
+
+    // Replaying the whole topics, twice, with fresh groups changes no row.
+    let before = dump(&pool).await;
+    assert!(before.len() > 22_000);
+    for replay in 0..2 {
+        let prefix = format!("{}-replay{replay}", deployment.group_prefix);
+        let mut command = deployment.command(&["run", "--groups", "persist"]);
+        let replayer = command
+            .env("SCOUTSTREAM__GROUPS__ID_PREFIX", &prefix)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_zero_lag(&deployment, &prefix).await;
+        let (stdout, _) = stop(replayer);
+        assert!(
+            stdout.contains("handled 2005"),
+            "the replay read everything again: {stdout}"
+        );
+        assert_eq!(dump(&pool).await, before, "replay {replay} changed rows");
+    }
+    pool.close().await;
+    deployment.drop_database().await;
+}
+
+async fn killed_persist_loses_and_duplicates_nothing(backend: &'static str) {
+    let deployment = Deployment::new(backend).await;
+    deployment.produce(&[], 3000, 11);
+    let pool = deployment.pool().await;
+    for _ in 0..2 {
+        let mut run = deployment.start("persist");
+        let before = count(&pool, "SELECT count(*) FROM player_matches").await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while count(&pool, "SELECT count(*) FROM player_matches").await < before + 4000
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        run.kill().unwrap(); // SIGKILL mid-run
+        run.wait().unwrap();
+    }
+    let run = deployment.start("persist");
+    wait_for_count(&pool, "SELECT count(*) FROM matches", 3000).await;
+    wait_for_count(&pool, "SELECT count(*) FROM player_matches", 30_000).await;
+    wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
+    stop(run);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM player_matches").await,
+        30_000,
+        "nothing duplicated"
+    );
+    let games = count(
+        &pool,
+        "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool",
+    )
+    .await;
+    let known = count(
+        &pool,
+        "SELECT count(*) FROM player_matches WHERE account_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        games, known,
+        "hero pools count each known player's game exactly once"
+    );
+    pool.close().await;
+    deployment.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_persist_killed_mid_run_loses_and_duplicates_nothing() {
+    killed_persist_loses_and_duplicates_nothing("kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_persist_killed_mid_run_loses_and_duplicates_nothing() {
+    killed_persist_loses_and_duplicates_nothing("redis-streams").await;
+}
+
+/// A redis-server of the test's own, on a free port, that the test can kill.
+struct PrivateRedis {
+    port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        std::thread::sleep(Duration::from_millis(300));
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cache_stopped_mid_run_loses_nothing() {
+    let mut deployment = Deployment::new("kafka").await;
+    let redis = PrivateRedis::start_on(free_port());
+    deployment.cache_redis_url = redis.url();
+    deployment.produce(&fixture_paths(), 1500, 5);
+    let run = deployment.start("cache,persist");
+    let pool = deployment.pool().await;
+    wait_for_at_least(&pool, "SELECT count(*) FROM player_matches", 2000).await;
+    redis.kill(); // the cache's Redis goes away mid-run
+    wait_for_count(&pool, "SELECT count(*) FROM matches", 1502).await;
+    wait_for_count(&pool, "SELECT count(*) FROM player_matches", 15_020).await;
+    wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
+    let (stdout, stderr) = stop(run);
+    assert!(
+        stderr.contains("cache falls back to in-process memory"),
+        "the fallback is logged: {stderr}"
+    );
+    assert!(
+        stdout.contains("group cache: handled 1505, dead-lettered 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("group persist: handled 1505, dead-lettered 0"),
+        "{stdout}"
+    );
+    pool.close().await;
+    deployment.drop_database().await;
+}
+
+#[test]
+fn embedded_default_runs_the_real_data_with_no_servers() {
+    let dir = std::env::temp_dir().join(unique("ss-embedded-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.join("scout.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+        .args(["embedded", "--generate", "2000", "--database", &database])
+        // No Redis for the cache either: it must run on its in-process fallback.
+        .env(
+            "SCOUTSTREAM__CACHE__REDIS_URL",
+            format!("redis://127.0.0.1:{}", free_port()),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("published 2003 matches to `matches` and 2 player profiles"),
+        "{stdout}"
+    );
+    for group in ["cache   ", "enrich  ", "persist "] {
+        assert!(stdout.contains(&format!("group {group}")), "{stdout}");
+    }
+    assert!(
+        stdout.contains("group persist  handled  2005, dead-lettered 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("player 120269134 (Cherno Billy): rank tier 80, 1 games, 1 wins, KDA 3.17, GPM 443, XPM 527; heroes: Tusk 1/1"), "{stdout}");
+    assert!(
+        stdout.contains("team 1375614 (Newbee): 1 games, 1 wins"),
+        "{stdout}"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = Store::connect(&database).await.unwrap();
+        let report = store.player_report(109_378_329).await.unwrap().unwrap();
+        // retriever_match.json slot 1: Alchemist (73), 6/6/5, 944 GPM; radiant won.
+        assert_eq!((report.games, report.wins), (1, 1));
+        assert_eq!(report.recent_matches[0].hero_id, 73);
+        assert_eq!(report.averages.unwrap().gold_per_min, 944.0);
+        store.close().await;
+    });
+    std::fs::remove_dir_all(PathBuf::from(&dir)).ok();
+}
