@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use pipeline::bus::Bus;
 use pipeline::config::{BusConfig, ConfigError, RunnerSection};
+use pipeline::observe::{self, ObserveConfig, Readiness};
 use pipeline::runner::{Handler, RunStats, Runner};
 use schemas::topics;
 use serde::Deserialize;
@@ -24,6 +25,8 @@ pub struct AppConfig {
     pub database: DatabaseSection,
     pub cache: consumers::cache::CacheConfig,
     pub groups: GroupsSection,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub observe: ObserveConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +51,8 @@ pub struct GroupsSection {
     pub enabled: Vec<GroupName>,
     /// Prefix of the consumer group ids, e.g. `scoutstream-persist`.
     pub id_prefix: String,
+    /// How often each group's lag is read from the bus into the lag gauges.
+    pub lag_report_interval_secs: u64,
 }
 
 impl Default for GroupsSection {
@@ -55,6 +60,7 @@ impl Default for GroupsSection {
         Self {
             enabled: GroupName::ALL.to_vec(),
             id_prefix: "scoutstream".into(),
+            lag_report_interval_secs: 5,
         }
     }
 }
@@ -112,6 +118,10 @@ impl AppConfig {
         self.cache
             .validate()
             .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+        pipeline::config::positive(
+            "groups.lag_report_interval_secs",
+            self.groups.lag_report_interval_secs,
+        )?;
         if self.groups.enabled.is_empty() {
             return Err(ConfigError::invalid(
                 "groups.enabled",
@@ -149,11 +159,39 @@ pub struct GroupSpec {
     pub handler: Arc<dyn Handler>,
 }
 
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown`; the returned
+/// readiness is what `/readyz` reports.
+pub async fn start_observability(
+    config: &ObserveConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Readiness> {
+    let handle = observe::install_recorder();
+    let readiness = Readiness::new();
+    let listener = observe::bind(config).await?;
+    let served = readiness.clone();
+    tokio::spawn(async move {
+        if let Err(err) = observe::serve(listener, handle, served, shutdown).await {
+            tracing::error!(error = %err, "metrics and health endpoints stopped");
+        }
+    });
+    Ok(readiness)
+}
+
+/// How the groups are watched while they run.
+#[derive(Clone, Default)]
+pub struct Watch {
+    /// Each runner reports into it (`/readyz`).
+    pub readiness: Option<Readiness>,
+    /// Lag gauges are refreshed this often; `None` turns the reporter off.
+    pub lag_every: Option<std::time::Duration>,
+}
+
 /// Runs the groups until `shutdown`; each drains and commits before returning.
 pub async fn run_groups(
     bus: Arc<dyn Bus>,
     runner: RunnerSection,
     groups: Vec<GroupSpec>,
+    watch: Watch,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
     let dead_letters = bus.publisher().await?;
@@ -163,11 +201,23 @@ pub async fn run_groups(
             .subscribe(&group.id, &group.topics)
             .await
             .with_context(|| format!("joining group `{}`", group.id))?;
-        let runner = Runner::new(
+        if let Some(every) = watch.lag_every {
+            observe::spawn_lag_reporter(
+                bus.clone(),
+                group.id.clone(),
+                group.topics.clone(),
+                every,
+                shutdown.clone(),
+            );
+        }
+        let mut runner = Runner::new(
             runner.for_group(&group.id),
             group.handler,
             dead_letters.clone(),
         );
+        if let Some(readiness) = &watch.readiness {
+            runner = runner.with_readiness(readiness.clone());
+        }
         let stop = shutdown.clone();
         tasks.spawn(async move { (group.name, runner.run(subscription, stop).await) });
     }

@@ -66,6 +66,7 @@ pub async fn run(
         bus.clone(),
         config.runner.clone(),
         specs,
+        app::Watch::default(),
         groups_done.clone(),
     ));
 

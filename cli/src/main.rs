@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use scoutstream::app::{self, AppConfig, GroupName};
@@ -136,10 +137,21 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             if !chosen.is_empty() {
                 config.groups.enabled = chosen;
             }
+            let readiness = app::start_observability(&config.observe, shutdown.clone()).await?;
+            readiness.register("bus");
+            readiness.register("stores");
             let bus = config.bus.connect().await?;
             app::ensure_topics(bus.as_ref(), &config).await?;
+            readiness.set("bus", true);
             let specs = groups::build(&config, bus.clone()).await?;
-            let stats = app::run_groups(bus, config.runner.clone(), specs, shutdown).await?;
+            readiness.set("stores", true);
+            let watch = app::Watch {
+                readiness: Some(readiness),
+                lag_every: Some(Duration::from_secs(
+                    config.groups.lag_report_interval_secs.max(1),
+                )),
+            };
+            let stats = app::run_groups(bus, config.runner.clone(), specs, watch, shutdown).await?;
             for (name, stats) in stats {
                 println!(
                     "group {}: handled {}, dead-lettered {}, retries {}",

@@ -52,6 +52,7 @@ struct Deployment {
     database_url: String,
     cache_prefix: String,
     cache_redis_url: String,
+    observe_port: u16,
 }
 
 impl Deployment {
@@ -72,6 +73,7 @@ impl Deployment {
             database_url,
             cache_prefix: format!("{}:", unique("sse2e-cache")),
             cache_redis_url: redis_url(),
+            observe_port: free_port(),
         }
     }
 
@@ -102,6 +104,11 @@ impl Deployment {
             .env("SCOUTSTREAM__CACHE__REDIS_URL", &self.cache_redis_url)
             .env("SCOUTSTREAM__CACHE__REDIS_RETRY_INTERVAL_MS", "500")
             .env("SCOUTSTREAM__RUNNER__BATCH_SIZE", "200")
+            .env(
+                "SCOUTSTREAM__OBSERVE__BIND",
+                format!("127.0.0.1:{}", self.observe_port),
+            )
+            .env("SCOUTSTREAM__GROUPS__LAG_REPORT_INTERVAL_SECS", "1")
             .env("RUST_LOG", "warn");
         command
     }
@@ -142,6 +149,27 @@ impl Deployment {
         .await
         .unwrap();
     }
+}
+
+/// A plain HTTP/1.0 GET, enough for the metrics and health endpoints.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// SIGTERM, then the run must drain, commit and exit 0; returns its stdout and stderr.
