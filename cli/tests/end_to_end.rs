@@ -409,6 +409,38 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
     wait_for_count(&pool, "SELECT count(*) FROM matches", 2002).await;
     wait_for_count(&pool, "SELECT count(*) FROM player_matches", 20_020).await;
     wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
+    // While it runs, operators see it ready, with throughput and lag on /metrics.
+    assert_eq!(http_get(deployment.observe_port, "/healthz").0, 200);
+    assert_eq!(http_get(deployment.observe_port, "/readyz").0, 200);
+    let persist = format!("{}-persist", deployment.group_prefix);
+    let handled =
+        format!("scoutstream_events_handled_total{{group=\"{persist}\",topic=\"matches\"}} 2003");
+    let lag_of = |metrics: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("scoutstream_consumer_lag_messages") && l.contains(&persist))
+            .map(str::to_string)
+            .collect()
+    };
+    // The lag gauges fall to zero once the in-process reporter reads the caught-up group.
+    let mut metrics = String::new();
+    for _ in 0..60 {
+        let (status, body) = http_get(deployment.observe_port, "/metrics");
+        assert_eq!(status, 200);
+        metrics = body;
+        let lags = lag_of(&metrics);
+        if !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        metrics.contains(&handled),
+        "{handled} missing from:\n{metrics}"
+    );
+    let lags = lag_of(&metrics);
+    assert_eq!(lags.len(), 8, "a gauge per topic and partition: {lags:?}");
+    assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
     let (stdout, _) = stop(run);
     assert!(
         stdout.contains("group persist: handled 2005, dead-lettered 0"),

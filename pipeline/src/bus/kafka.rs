@@ -255,7 +255,7 @@ fn timestamp_at(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i6
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
         .ok()?;
     consumer.assign(&tpl).ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while std::time::Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             return message.timestamp().to_millis();
