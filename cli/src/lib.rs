@@ -3,11 +3,13 @@
 //!
 //! - [`app`]: the configuration (TOML + `SCOUTSTREAM__` overrides) and running
 //!   the consumer groups it names on the bus it names.
+//! - [`bench`]: the whole pipeline on one backend beside raw baselines.
 //! - [`embedded`]: the main job on the embedded default (in-memory bus, no servers).
 //! - [`groups`]: builds each enabled group's handler from the configuration.
 //! - [`produce`]: publish real-data files or generated matches.
 
 pub mod app;
+pub mod bench;
 pub mod embedded;
 pub mod groups;
 pub mod produce;

@@ -66,6 +66,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the whole pipeline on N generated matches and print throughput, CPU,
+    /// latency and memory beside raw baselines measured in the same run.
+    Bench {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Generated matches to push through.
+        #[arg(long, default_value_t = 5000)]
+        matches: usize,
+    },
     /// Print each group's lag per topic and partition, in messages and seconds.
     Lag {
         #[arg(long, short)]
@@ -182,6 +191,11 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                 },
             )
             .await?;
+            print!("{}", report.render());
+        }
+        Command::Bench { config, matches } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let report = scoutstream::bench::run(config, matches).await?;
             print!("{}", report.render());
         }
         Command::Lag { config } => {

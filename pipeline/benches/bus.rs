@@ -14,8 +14,7 @@ use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
 use pipeline::bus::{Bus, Delivery, Record};
 use pipeline::runner::{Handler, HandlerError, Runner, RunnerConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: u32 = 4;
@@ -96,31 +95,6 @@ async fn measure(bus: &dyn Bus, topic: &str, events: usize) -> Figures {
         consume_per_s: events as f64 / elapsed,
         consume_cpu_us_per_event: cpu * 1e6 / events as f64,
     }
-}
-
-/// Raw librdkafka: assign every partition from the beginning and read until all arrived.
-fn raw_kafka_consume(brokers: &str, topic: &str, events: usize) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-raw"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let started = Instant::now();
-    let mut got = 0;
-    while got < events {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            std::hint::black_box(message.payload());
-            got += 1;
-        }
-    }
-    events as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Raw librdkafka produce of the same records with the same producer settings.
@@ -289,9 +263,17 @@ async fn main() {
     let raw_topic = format!("bench-raw-{run}");
     kafka.ensure_topic(&raw_topic, PARTITIONS).await.unwrap();
     let raw_produce = raw_kafka_produce(&brokers, &raw_topic, events).await;
-    let raw_consume =
-        tokio::task::spawn_blocking(move || raw_kafka_consume(&brokers, &topic, events))
-            .await
-            .unwrap();
+    let raw_consume = tokio::task::spawn_blocking(move || {
+        pipeline::baseline::raw_kafka_consume(
+            &brokers,
+            &topic,
+            PARTITIONS,
+            events,
+            Duration::from_secs(300),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
     row("kafka", &figures, Some(raw_produce), Some(raw_consume));
 }

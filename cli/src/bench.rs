@@ -1,0 +1,268 @@
+//! `scoutstream bench`: the whole pipeline (enrich, cache, persist) on one
+//! backend with N generated matches, beside raw baselines measured in the same
+//! run: a raw read of the same topic and a raw COPY of the same player rows.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use consumers::persist::{copy_player_rows_raw, player_rows, Store};
+use pipeline::bus::Bus;
+use pipeline::config::Backend;
+use producers::loadgen::generate_matches;
+use producers::publish::EventPublisher;
+use schemas::{topics, Encoding};
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, AppConfig, GroupName};
+use crate::groups;
+
+const CHUNK: usize = 250;
+
+pub struct BenchReport {
+    pub backend: Backend,
+    pub matches: usize,
+    pub events_per_s: f64,
+    pub player_rows_per_s: f64,
+    pub cpu_s_per_1000_events: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub peak_rss_mib: f64,
+    pub raw_consume_per_s: Option<f64>,
+    pub raw_copy_rows_per_s: Option<f64>,
+}
+
+/// Runs the bench on `config`'s bus and database with unique topics and groups.
+pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchReport> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    config.bus.topic_prefix = format!("bench-{run_id}.");
+    config.bus.redis.key_prefix = format!("bench-{run_id}:");
+    config.groups.id_prefix = format!("bench-{run_id}");
+    config.cache.key_prefix = format!("bench-{run_id}:cache:");
+    let bus = config.bus.connect().await?;
+    app::ensure_topics(bus.as_ref(), &config).await?;
+    let store = Store::connect(&config.database.url)
+        .await
+        .context("opening the database")?;
+    let generated = generate_matches(matches, 42);
+
+    let specs = groups::build(&config, bus.clone()).await?;
+    let watched: Vec<(String, Vec<String>)> = specs
+        .iter()
+        .map(|s| (s.id.clone(), s.topics.clone()))
+        .collect();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(app::run_groups(
+        bus.clone(),
+        config.runner.clone(),
+        specs,
+        app::Watch::default(),
+        stop.clone(),
+    ));
+
+    let (cpu_before, started) = (cpu_seconds(), Instant::now());
+    let published_at = publish(bus.as_ref(), &generated).await?;
+    wait_until_caught_up(bus.as_ref(), &watched).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    stop.cancel();
+    running.await??;
+
+    let latencies = persisted_latencies_ms(&store, &published_at).await?;
+    let rows = player_rows(&generated);
+    let raw_copy_rows_per_s = raw_copy(&store, &rows).await?;
+    let raw_consume_per_s = raw_consume(&config, matches).await?;
+    Ok(BenchReport {
+        backend: config.bus.backend,
+        matches,
+        events_per_s: matches as f64 / elapsed,
+        player_rows_per_s: rows.len() as f64 / elapsed,
+        cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
+        latency_p50_ms: percentile(&latencies, 0.50),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        peak_rss_mib: peak_rss_kib() / 1024.0,
+        raw_consume_per_s,
+        raw_copy_rows_per_s,
+    })
+}
+
+/// Publishes in chunks and notes when each match was durable on the bus.
+async fn publish(
+    bus: &dyn Bus,
+    matches: &[schemas::MatchCompleted],
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    let publisher = EventPublisher::new(bus.publisher().await?, Encoding::SingleObject);
+    let mut published_at = Vec::with_capacity(matches.len());
+    for chunk in matches.chunks(CHUNK) {
+        publisher.publish_matches(chunk).await?;
+        let now = now_ms();
+        published_at.extend(chunk.iter().map(|m| (m.match_id, now)));
+    }
+    Ok(published_at)
+}
+
+async fn wait_until_caught_up(
+    bus: &dyn Bus,
+    groups: &[(String, Vec<String>)],
+) -> anyhow::Result<()> {
+    loop {
+        let mut behind = 0;
+        for (group, topics_in) in groups {
+            behind += bus
+                .lag(group, topics_in)
+                .await?
+                .iter()
+                .map(|l| l.messages)
+                .sum::<u64>();
+        }
+        if behind == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publish-to-persisted time per match: the row's insert time minus the time its
+/// chunk was durable on the bus (PostgreSQL only: SQLite keeps whole seconds).
+async fn persisted_latencies_ms(
+    store: &Store,
+    published_at: &[(i64, i64)],
+) -> anyhow::Result<Vec<f64>> {
+    let Store::Postgres(pool) = store else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<i64> = published_at.iter().map(|(id, _)| *id).collect();
+    let rows = sqlx::query("SELECT match_id, (extract(epoch FROM updated_at) * 1000)::float8 FROM matches WHERE match_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let persisted: std::collections::HashMap<i64, f64> = rows
+        .iter()
+        .map(|r| (r.get::<i64, _>(0), r.get::<f64, _>(1)))
+        .collect();
+    let mut latencies: Vec<f64> = published_at
+        .iter()
+        .filter_map(|(id, at)| persisted.get(id).map(|p| (p - *at as f64).max(0.0)))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+async fn raw_copy(
+    store: &Store,
+    rows: &[consumers::persist::PlayerMatchRow],
+) -> anyhow::Result<Option<f64>> {
+    let Store::Postgres(pool) = store else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    copy_player_rows_raw(pool, rows).await?;
+    Ok(Some(rows.len() as f64 / started.elapsed().as_secs_f64()))
+}
+
+async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Result<Option<f64>> {
+    let topic = format!("{}{}", config.bus.topic_prefix, topics::MATCHES);
+    let timeout = Duration::from_secs(300);
+    Ok(match config.bus.backend {
+        Backend::Memory => None,
+        Backend::Kafka => {
+            let (brokers, partitions) = (config.bus.kafka.brokers.clone(), config.bus.partitions);
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    pipeline::baseline::raw_kafka_consume(
+                        &brokers, &topic, partitions, events, timeout,
+                    )
+                })
+                .await??,
+            )
+        }
+        Backend::RedisStreams => {
+            let streams: Vec<String> = (0..config.bus.partitions)
+                .map(|p| format!("{}{topic}:{p}", config.bus.redis.key_prefix))
+                .collect();
+            Some(
+                pipeline::baseline::raw_redis_consume(
+                    &config.bus.redis.url,
+                    &streams,
+                    events,
+                    timeout,
+                )
+                .await?,
+            )
+        }
+    })
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(index).copied()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// User + system CPU seconds of this process (Linux `/proc/self/stat`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+impl BenchReport {
+    pub fn render(&self) -> String {
+        let opt =
+            |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.0}{unit}"));
+        let ratio = |ours: f64, raw: Option<f64>| {
+            raw.map_or("n/a".to_string(), |raw| format!("{:.2}", ours / raw))
+        };
+        let mut out = format!(
+            "bench: {} generated matches (10 players each) on {:?}, groups {}\n",
+            self.matches,
+            self.backend,
+            GroupName::ALL.map(GroupName::as_str).join("+")
+        );
+        out.push_str(&format!("  end to end        {:>10.0} events/s   raw consume of the same topic {:>10}   ratio {}\n", self.events_per_s, opt(self.raw_consume_per_s, "/s"), ratio(self.events_per_s, self.raw_consume_per_s)));
+        out.push_str(&format!("  player rows       {:>10.0} rows/s     raw COPY of the same rows     {:>10}   ratio {}\n", self.player_rows_per_s, opt(self.raw_copy_rows_per_s, "/s"), ratio(self.player_rows_per_s, self.raw_copy_rows_per_s)));
+        out.push_str(&format!(
+            "  CPU               {:>10.3} s per 1000 events\n",
+            self.cpu_s_per_1000_events
+        ));
+        out.push_str(&format!(
+            "  publish→persisted p50 {} p99 {}\n",
+            opt(self.latency_p50_ms, " ms"),
+            opt(self.latency_p99_ms, " ms")
+        ));
+        out.push_str(&format!(
+            "  peak RSS          {:>10.1} MiB\n",
+            self.peak_rss_mib
+        ));
+        out
+    }
+}
