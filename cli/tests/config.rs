@@ -1,0 +1,45 @@
+//! The shipped example configuration loads, and bad values stop start-up with
+//! a message that names the field.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use scoutstream::app::{AppConfig, GroupName};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/scoutstream.toml")
+}
+
+#[test]
+fn the_example_config_loads_and_validates() {
+    let config: AppConfig = pipeline::config::load(Some(&example()), Vec::new()).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.bus.backend, pipeline::config::Backend::Kafka);
+    assert_eq!(config.bus.partitions, 12);
+    assert_eq!(config.bus.kafka.client.get("linger.ms").map(String::as_str), Some("5"));
+    assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
+    assert_eq!(config.observe.bind, "0.0.0.0:9464");
+}
+
+#[test]
+fn a_bad_field_stops_start_up_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+        .args(["lag", "--config"])
+        .arg(example())
+        .env("SCOUTSTREAM__RUNNER__BATCH_SIZE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "configuration errors exit with 2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("runner.batch_size"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+        .args(["lag", "--config"])
+        .arg(example())
+        .env("SCOUTSTREAM__DATABASE__URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+}
