@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{
     bus, eventually, numbered_records, parse_number, unique, Backend, Recorder, PARTITIONS,
 };
-use pipeline::bus::{Bus, Delivery, Record};
+use pipeline::bus::{Bus, Delivery, Record, ResetTo};
 use pipeline::runner::{RunStats, Runner, RunnerConfig};
 use schemas::codec::Codec;
 use schemas::DeadLetter;
@@ -369,6 +369,76 @@ pub async fn lag_shows_a_backlog_then_falls_to_zero(backend: Backend) {
     );
 }
 
+pub async fn reset_moves_a_stopped_group(backend: Backend) {
+    let topic = topic_with(backend, &numbered_records(60, 6)).await;
+    let group = unique("g");
+    let topics = [topic.name.clone()];
+    let first = drain(&topic, &group, &topic.name, Duration::from_secs(3)).await;
+    assert_eq!(first.len(), 60);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let cutoff_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let later = numbered_records(80, 6).split_off(60);
+    topic
+        .bus
+        .publisher()
+        .await
+        .unwrap()
+        .publish_batch(&topic.name, &later)
+        .await
+        .unwrap();
+
+    topic
+        .bus
+        .reset_group(&group, &topics, ResetTo::Timestamp(cutoff_ms))
+        .await
+        .unwrap();
+    let since = drain(&topic, &group, &topic.name, Duration::from_secs(3)).await;
+    let numbers: BTreeSet<usize> = since
+        .iter()
+        .filter_map(|d| parse_number(&d.payload))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        numbers,
+        (60..80).collect(),
+        "a reset to a time replays what came after it"
+    );
+
+    let moved = topic
+        .bus
+        .reset_group(&group, &topics, ResetTo::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), PARTITIONS as usize);
+    let everything = drain(&topic, &group, &topic.name, Duration::from_secs(3)).await;
+    assert_eq!(
+        everything.len(),
+        80,
+        "a reset to earliest replays everything"
+    );
+
+    topic
+        .bus
+        .reset_group(&group, &topics, ResetTo::Earliest)
+        .await
+        .unwrap();
+    topic
+        .bus
+        .reset_group(&group, &topics, ResetTo::Latest)
+        .await
+        .unwrap();
+    let nothing = drain(&topic, &group, &topic.name, Duration::from_secs(2)).await;
+    assert!(
+        nothing.is_empty(),
+        "a reset to latest skips the backlog, got {}",
+        nothing.len()
+    );
+}
+
 macro_rules! contract_tests {
     ($module:ident, $backend:expr) => {
         mod $module {
@@ -408,6 +478,10 @@ macro_rules! contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn lag_shows_a_backlog_then_falls_to_zero() {
                 super::lag_shows_a_backlog_then_falls_to_zero($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reset_moves_a_stopped_group() {
+                super::reset_moves_a_stopped_group($backend).await
             }
         }
     };

@@ -28,7 +28,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{
     age_seconds, by_partition, Bus, BusError, Delivery, PartitionLag, Position, Publisher, Record,
-    Subscription,
+    ResetPosition, ResetTo, Subscription,
 };
 
 #[derive(Debug, Clone)]
@@ -146,6 +146,19 @@ impl Bus for KafkaBus {
             .map_err(|e| BusError::Config(format!("lag task failed: {e}")))?
     }
 
+    async fn reset_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError> {
+        let client = self.base_config();
+        let (group, topics) = (group.to_string(), topics.to_vec());
+        tokio::task::spawn_blocking(move || reset_group_offsets(client, &group, &topics, to))
+            .await
+            .map_err(|e| BusError::Config(format!("reset task failed: {e}")))?
+    }
+
     async fn subscribe(
         &self,
         group: &str,
@@ -247,6 +260,68 @@ fn group_lag(
         });
     }
     Ok(out)
+}
+
+/// Commits the target offsets for the group from outside it (the broker accepts
+/// that only while the group has no members).
+fn reset_group_offsets(
+    mut client: ClientConfig,
+    group: &str,
+    topics: &[String],
+    to: ResetTo,
+) -> Result<Vec<ResetPosition>, BusError> {
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = client.create()?;
+    let mut targets = TopicPartitionList::new();
+    let mut moved = Vec::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| p.id())
+            .collect();
+        if partitions.is_empty() {
+            return Err(BusError::UnknownTopic(topic.clone()));
+        }
+        for partition in partitions {
+            let offset = target_offset(&consumer, topic, partition, to)?;
+            targets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+            moved.push(ResetPosition {
+                topic: topic.clone(),
+                partition,
+                position: offset.to_string(),
+            });
+        }
+    }
+    consumer.commit(&targets, CommitMode::Sync)?;
+    Ok(moved)
+}
+
+fn target_offset(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    to: ResetTo,
+) -> Result<i64, BusError> {
+    let (low, high) = consumer.fetch_watermarks(topic, partition, ADMIN_TIMEOUT)?;
+    Ok(match to {
+        ResetTo::Earliest => low,
+        ResetTo::Latest => high,
+        ResetTo::Timestamp(ms) => {
+            let mut query = TopicPartitionList::new();
+            query.add_partition_offset(topic, partition, Offset::Offset(ms))?;
+            let found = consumer.offsets_for_times(query, ADMIN_TIMEOUT)?;
+            // No record at or after the time: nothing to replay on this partition.
+            match found.find_partition(topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => offset,
+                _ => high,
+            }
+        }
+    })
 }
 
 /// Publish time of the record at `offset`, read by assigning (not joining) the partition.

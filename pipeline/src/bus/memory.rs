@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::{
     age_seconds, assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery,
-    PartitionLag, Position, Publisher, Record, Subscription,
+    PartitionLag, Position, Publisher, Record, ResetPosition, ResetTo, Subscription,
 };
 
 #[derive(Clone)]
@@ -144,6 +144,17 @@ impl MemoryBus {
     }
 }
 
+fn reset_offset(log: &[StoredRecord], to: ResetTo) -> i64 {
+    match to {
+        ResetTo::Earliest => 0,
+        ResetTo::Latest => log.len() as i64,
+        ResetTo::Timestamp(ms) => log
+            .iter()
+            .position(|r| r.timestamp_ms >= ms)
+            .unwrap_or(log.len()) as i64,
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
@@ -182,6 +193,38 @@ impl Bus for MemoryBus {
             .iter()
             .flat_map(|topic| self.partition_lags(group, topic))
             .collect())
+    }
+
+    async fn reset_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError> {
+        let mut state = self.shared.lock();
+        let mut moved = Vec::new();
+        for topic in topics {
+            let Some(partitions) = state.topics.get(topic) else {
+                return Err(BusError::UnknownTopic(topic.clone()));
+            };
+            let targets: Vec<i64> = partitions.iter().map(|log| reset_offset(log, to)).collect();
+            let group_state = state.groups.entry(group.to_string()).or_default();
+            for (partition, offset) in targets.into_iter().enumerate() {
+                group_state
+                    .committed
+                    .insert((topic.clone(), partition as i32), offset);
+                moved.push(ResetPosition {
+                    topic: topic.clone(),
+                    partition: partition as i32,
+                    position: offset.to_string(),
+                });
+            }
+            // Members re-read their positions from the committed offsets.
+            group_state.generation += 1;
+        }
+        drop(state);
+        self.shared.changed.notify_waiters();
+        Ok(moved)
     }
 
     async fn subscribe(

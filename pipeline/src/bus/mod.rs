@@ -142,6 +142,26 @@ pub struct PartitionLag {
     pub seconds: f64,
 }
 
+/// Where [`Bus::reset_group`] moves a group's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// Everything still on the bus is delivered again.
+    Earliest,
+    /// Everything published so far is skipped.
+    Latest,
+    /// Records published at or after this unix millisecond are delivered again.
+    Timestamp(i64),
+}
+
+/// A group's new position on one partition after a reset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetPosition {
+    pub topic: String,
+    pub partition: i32,
+    /// Kafka/in-memory: the next offset; Redis Streams: the last-delivered id.
+    pub position: String,
+}
+
 /// A backend: creates topics, publishers and group members.
 #[async_trait]
 pub trait Bus: Send + Sync {
@@ -161,6 +181,15 @@ pub trait Bus: Send + Sync {
     /// The group's lag on every partition of `topics`, read from the bus itself
     /// (no member needs to be running).
     async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError>;
+
+    /// Moves the group's committed position on every partition of `topics`.
+    /// Run it while the group's members are stopped (Kafka refuses otherwise).
+    async fn reset_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError>;
 }
 
 /// Seconds between a record's publish time and now, never negative.

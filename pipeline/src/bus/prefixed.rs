@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Bus, BusError, Delivery, PartitionLag, Publisher, Record, Subscription};
+use super::{
+    Bus, BusError, Delivery, PartitionLag, Publisher, Record, ResetPosition, ResetTo, Subscription,
+};
 
 pub struct PrefixedBus {
     inner: Arc<dyn Bus>,
@@ -58,6 +60,22 @@ impl Bus for PrefixedBus {
             inner,
             prefix: self.prefix.clone(),
         }))
+    }
+
+    async fn reset_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError> {
+        let mut moved = self
+            .inner
+            .reset_group(group, &wire_names(&self.prefix, topics), to)
+            .await?;
+        for position in &mut moved {
+            strip(&self.prefix, &mut position.topic);
+        }
+        Ok(moved)
     }
 
     async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError> {

@@ -18,7 +18,7 @@ use redis::{AsyncCommands, Client, Value};
 
 use super::{
     age_seconds, assign_round_robin, now_ms, partition_for_key, Bus, BusError, Delivery,
-    PartitionLag, Position, Publisher, Record, Subscription,
+    PartitionLag, Position, Publisher, Record, ResetPosition, ResetTo, Subscription,
 };
 
 #[derive(Debug, Clone)]
@@ -265,6 +265,52 @@ impl Bus for RedisStreamsBus {
             }
         }
         Ok(out)
+    }
+
+    async fn reset_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        to: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError> {
+        let last_delivered = match to {
+            ResetTo::Earliest => "0".to_string(),
+            ResetTo::Latest => "$".to_string(),
+            // Entry ids start with their unix milliseconds: everything from `ms` on.
+            ResetTo::Timestamp(ms) => format!("{}-{}", (ms - 1).max(0), u64::MAX),
+        };
+        let mut conn = self.manager.clone();
+        let mut moved = Vec::new();
+        for topic in topics {
+            let count = self
+                .partitions_of(topic, self.config.default_partitions)
+                .await?;
+            for partition in 0..count as i32 {
+                let stream = self.stream_key(topic, partition);
+                let created: Result<(), redis::RedisError> = conn
+                    .xgroup_create_mkstream(&stream, group, &last_delivered)
+                    .await;
+                match created {
+                    Ok(()) => {}
+                    Err(err) if err.code() == Some("BUSYGROUP") => {
+                        let () = redis::cmd("XGROUP")
+                            .arg("SETID")
+                            .arg(&stream)
+                            .arg(group)
+                            .arg(&last_delivered)
+                            .query_async(&mut conn)
+                            .await?;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                moved.push(ResetPosition {
+                    topic: topic.clone(),
+                    partition,
+                    position: last_delivered.clone(),
+                });
+            }
+        }
+        Ok(moved)
     }
 
     async fn subscribe(
