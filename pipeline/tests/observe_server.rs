@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{eventually, numbered_records, unique, Backend, Recorder, PARTITIONS};
 use observe_support::{get_text, scrape, serve, value, Sample};
-use pipeline::bus::{Bus, BusError, PartitionLag, Publisher, Record, Subscription};
+use pipeline::bus::{
+    Bus, BusError, PartitionLag, Publisher, Record, ResetPosition, ResetTo, Subscription,
+};
 use pipeline::internal_events::{EventsReceived, InternalEvent};
 use pipeline::observe::readiness::{runner_check, BUS, STORES};
 use pipeline::observe::{self, names, ObserveConfig, Readiness};
@@ -275,6 +277,14 @@ impl Bus for LagUnavailable {
     }
     async fn lag(&self, _: &str, _: &[String]) -> Result<Vec<PartitionLag>, BusError> {
         Err(BusError::Config("lag is unavailable".into()))
+    }
+    async fn reset_group(
+        &self,
+        _: &str,
+        _: &[String],
+        _: ResetTo,
+    ) -> Result<Vec<ResetPosition>, BusError> {
+        Err(BusError::Closed)
     }
 }
 
