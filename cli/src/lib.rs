@@ -6,10 +6,12 @@
 //! - [`bench`]: the whole pipeline on one backend beside raw baselines.
 //! - [`embedded`]: the main job on the embedded default (in-memory bus, no servers).
 //! - [`groups`]: builds each enabled group's handler from the configuration.
+//! - [`operate`]: operator commands: `replay` a group, `dlq list|inspect|replay`.
 //! - [`produce`]: publish real-data files or generated matches.
 
 pub mod app;
 pub mod bench;
 pub mod embedded;
 pub mod groups;
+pub mod operate;
 pub mod produce;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use scoutstream::app::{self, AppConfig, GroupName};
 use scoutstream::embedded::{self, EmbeddedOptions};
 use scoutstream::groups;
+use scoutstream::operate;
 use scoutstream::produce::{self, ProduceOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -75,10 +76,51 @@ enum Command {
         #[arg(long, default_value_t = 5000)]
         matches: usize,
     },
+    /// Move a consumer group to the earliest or latest record, or to a time, so it
+    /// processes again (or skips) what is on its topics. Stop the group first.
+    Replay {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The group to move.
+        #[arg(long)]
+        group: GroupName,
+        /// `earliest`, `latest`, unix milliseconds, or a time ago like `-2h`.
+        #[arg(long)]
+        to: String,
+        /// Only this topic (default: every topic of the group).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Work the dead-letter topic.
+    Dlq {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Print each group's lag per topic and partition, in messages and seconds.
     Lag {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per dead letter: topic, error kind, source position, attempts, error.
+    List,
+    /// Everything about one dead letter (its number from `list`), original decoded.
+    Inspect { index: usize },
+    /// Re-publish dead letters' original events to their topics, after a fix.
+    Replay {
+        /// Only letters of this error kind (e.g. `decode`, `database`).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -198,6 +240,68 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             let report = scoutstream::bench::run(config, matches).await?;
             print!("{}", report.render());
         }
+        Command::Replay {
+            config,
+            group,
+            to,
+            topic,
+            yes,
+        } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let to = operate::parse_reset_to(&to, now_ms())?;
+            let id = config.group_id(group);
+            let topics_in = topic.map_or_else(|| group.topics(), |t| vec![t]);
+            confirm(
+                yes,
+                &format!(
+                    "Move group `{id}` on {topics_in:?} to {to:?}? Its members must be stopped."
+                ),
+            )?;
+            let bus = config.bus.connect().await?;
+            for moved in operate::replay(bus.as_ref(), &id, &topics_in, to).await? {
+                println!(
+                    "{id} {} partition {} -> {}",
+                    moved.topic, moved.partition, moved.position
+                );
+            }
+        }
+        Command::Dlq { config, action } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let bus = config.bus.connect().await?;
+            let topic = config.runner.dead_letter_topic.clone();
+            match action {
+                DlqAction::List => print!(
+                    "{}",
+                    operate::render_list(&operate::read_all(bus.as_ref(), &topic).await?)
+                ),
+                DlqAction::Inspect { index } => {
+                    let letters = operate::read_all(bus.as_ref(), &topic).await?;
+                    let letter = letters.get(index).ok_or_else(|| {
+                        anyhow::anyhow!("no dead letter #{index}: there are {}", letters.len())
+                    })?;
+                    print!("{}", operate::render_inspect(letter));
+                }
+                DlqAction::Replay { kind, yes } => {
+                    confirm(
+                        yes,
+                        &format!(
+                            "Re-publish dead letters{} to their topics?",
+                            kind.as_deref()
+                                .map(|k| format!(" of kind `{k}`"))
+                                .unwrap_or_default()
+                        ),
+                    )?;
+                    let group = format!("{}-dlq-replay", config.groups.id_prefix);
+                    let outcome =
+                        operate::replay_dead_letters(bus.as_ref(), &topic, &group, kind.as_deref())
+                            .await?;
+                    println!(
+                        "replayed {} dead letters, passed over {}",
+                        outcome.replayed, outcome.passed_over
+                    );
+                }
+            }
+        }
         Command::Lag { config } => {
             let config = AppConfig::load(config.as_deref())?;
             let bus = config.bus.connect().await?;
@@ -220,6 +324,26 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Asks on the terminal unless `--yes`; without a terminal the answer is no.
+fn confirm(yes: bool, question: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    eprint!("{question} Type `yes` to go on: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        anyhow::bail!("not confirmed; nothing changed (pass --yes to skip the question)");
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn init_logs(json: bool) {

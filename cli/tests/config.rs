@@ -17,7 +17,10 @@ fn the_example_config_loads_and_validates() {
     config.validate().unwrap();
     assert_eq!(config.bus.backend, pipeline::config::Backend::Kafka);
     assert_eq!(config.bus.partitions, 12);
-    assert_eq!(config.bus.kafka.client.get("linger.ms").map(String::as_str), Some("5"));
+    assert_eq!(
+        config.bus.kafka.client.get("linger.ms").map(String::as_str),
+        Some("5")
+    );
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
 }
@@ -30,7 +33,11 @@ fn a_bad_field_stops_start_up_naming_it() {
         .env("SCOUTSTREAM__RUNNER__BATCH_SIZE", "0")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2), "configuration errors exit with 2");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "configuration errors exit with 2"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("runner.batch_size"), "{stderr}");
 

@@ -18,10 +18,15 @@
 //!   one match from several sources, newest-profile-wins players, hero pools
 //!   recomputed from `player_matches`; serves the scout read model
 //!   ([`persist::scout`]).
+//! - [`jobs`]: `jobs` → background jobs (scout reports, profile refreshes
+//!   from OpenDota, hero-pool recomputes) with retries, dead letters,
+//!   idempotency keys, status in the database mirrored to Redis and
+//!   published to `jobs.status`, Redis-shared rate limits, and an HTTP API.
 //! - [`scout`]: the scout read model as users meet it: reports from the cache
 //!   while fresh, from the database otherwise.
 
 pub mod cache;
 pub mod enrich;
+pub mod jobs;
 pub mod persist;
 pub mod scout;

@@ -1,0 +1,223 @@
+//! Operator commands: move a group's position (`replay`) and work the
+//! dead-letter topic (`dlq list|inspect|replay`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use pipeline::bus::{Bus, Delivery, Record, ResetPosition, ResetTo};
+use schemas::{topics, Codec, DeadLetter, MatchCompleted, PlayerProfile};
+
+/// How long a read of the dead-letter topic waits for more before it is done.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Parses `earliest`, `latest`, a unix time in milliseconds, or a time ago
+/// such as `-30m`, `-2h`, `-1d`.
+pub fn parse_reset_to(text: &str, now_ms: i64) -> anyhow::Result<ResetTo> {
+    Ok(match text {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
+        ago if ago.starts_with('-') => {
+            let (number, unit) = ago[1..].split_at(ago.len().saturating_sub(2));
+            let amount: i64 = number
+                .parse()
+                .with_context(|| format!("`{text}`: expected e.g. -30m"))?;
+            let unit_ms = match unit {
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => bail!("`{text}`: the unit is s, m, h or d"),
+            };
+            ResetTo::Timestamp(now_ms - amount * unit_ms)
+        }
+        ms => ResetTo::Timestamp(ms.parse().with_context(|| {
+            format!("`{text}` is not earliest, latest, unix milliseconds or -<n><s|m|h|d>")
+        })?),
+    })
+}
+
+pub async fn replay(
+    bus: &dyn Bus,
+    group: &str,
+    topics_in: &[String],
+    to: ResetTo,
+) -> anyhow::Result<Vec<ResetPosition>> {
+    bus.reset_group(group, topics_in, to)
+        .await
+        .with_context(|| format!("resetting group `{group}` (are its members stopped?)"))
+}
+
+/// A dead letter as read from the topic.
+pub struct Letter {
+    pub delivery: Delivery,
+    pub letter: Option<DeadLetter>,
+}
+
+/// Every dead letter on the topic, read with a throwaway group that commits
+/// nothing a later read would miss.
+pub async fn read_all(bus: &dyn Bus, dead_letter_topic: &str) -> anyhow::Result<Vec<Letter>> {
+    let group = format!("scoutstream-dlq-reader-{}", uuid::Uuid::new_v4().simple());
+    read_group(bus, &group, dead_letter_topic, true).await
+}
+
+async fn read_group(
+    bus: &dyn Bus,
+    group: &str,
+    topic: &str,
+    ack: bool,
+) -> anyhow::Result<Vec<Letter>> {
+    let mut subscription = bus.subscribe(group, &[topic.to_string()]).await?;
+    let letters = read_until_quiet(subscription.as_mut(), ack).await?;
+    subscription.close().await?;
+    Ok(letters)
+}
+
+async fn read_until_quiet(
+    subscription: &mut dyn pipeline::bus::Subscription,
+    ack: bool,
+) -> anyhow::Result<Vec<Letter>> {
+    let codec = Codec::default();
+    let mut letters = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < QUIET {
+        let batch = subscription.poll(500, Duration::from_millis(250)).await?;
+        if batch.is_empty() {
+            continue;
+        }
+        quiet_since = Instant::now();
+        if ack {
+            subscription.ack(&batch).await?;
+        }
+        letters.extend(batch.into_iter().map(|delivery| Letter {
+            letter: codec.decode(&delivery.payload).ok(),
+            delivery,
+        }));
+    }
+    Ok(letters)
+}
+
+pub fn render_list(letters: &[Letter]) -> String {
+    let mut out = format!(
+        "{:>4}  {:<10} {:<12} {:<28} {:>8}  error\n",
+        "#", "topic", "kind", "source position", "attempts"
+    );
+    for (index, letter) in letters.iter().enumerate() {
+        match &letter.letter {
+            Some(l) => out.push_str(&format!(
+                "{index:>4}  {:<10} {:<12} {:<28} {:>8}  {}\n",
+                l.topic,
+                l.error_kind,
+                source_position(l),
+                l.attempts,
+                one_line(&l.error_message)
+            )),
+            None => out.push_str(&format!(
+                "{index:>4}  (not a DeadLetter record: {} bytes)\n",
+                letter.delivery.payload.len()
+            )),
+        }
+    }
+    out.push_str(&format!("{} dead letters\n", letters.len()));
+    out
+}
+
+fn source_position(letter: &DeadLetter) -> String {
+    match (&letter.offset, &letter.stream_id) {
+        (Some(offset), _) => format!("p{} @{offset}", letter.partition.unwrap_or(-1)),
+        (None, Some(id)) => format!("p{} {id}", letter.partition.unwrap_or(-1)),
+        (None, None) => "?".into(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > 80 {
+        format!("{}…", line.chars().take(79).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// Everything about one dead letter, with its original event decoded when it can be.
+pub fn render_inspect(letter: &Letter) -> String {
+    let Some(l) = &letter.letter else {
+        return format!(
+            "not a DeadLetter record ({} bytes)\n",
+            letter.delivery.payload.len()
+        );
+    };
+    let codec = Codec::default();
+    let original = match l.topic.as_str() {
+        topics::MATCHES => codec
+            .decode::<MatchCompleted>(&l.original)
+            .ok()
+            .and_then(|e| serde_json::to_string_pretty(&e).ok()),
+        topics::PLAYERS => codec
+            .decode::<PlayerProfile>(&l.original)
+            .ok()
+            .and_then(|e| serde_json::to_string_pretty(&e).ok()),
+        _ => None,
+    };
+    let original = original
+        .unwrap_or_else(|| format!("(undecodable) {}", String::from_utf8_lossy(&l.original)));
+    format!(
+        "topic:          {}\nposition:       {}\nconsumer group: {}\nerror kind:     {}\nerror:          {}\nattempts:       {}\nfirst seen ms:  {}\nkey:            {}\noriginal ({} bytes):\n{original}\n",
+        l.topic,
+        source_position(l),
+        l.consumer_group,
+        l.error_kind,
+        l.error_message,
+        l.attempts,
+        l.first_seen_ms,
+        l.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+        l.original.len(),
+    )
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DlqReplayOutcome {
+    pub replayed: usize,
+    pub passed_over: usize,
+}
+
+/// Re-publishes the original bytes of dead letters (of `kind`, if given) to
+/// their topic with their key. A replay group remembers how far it got, so a
+/// second run replays only letters that arrived since; letters of other kinds
+/// are passed over for good by this group.
+pub async fn replay_dead_letters(
+    bus: &dyn Bus,
+    dead_letter_topic: &str,
+    replay_group: &str,
+    kind: Option<&str>,
+) -> anyhow::Result<DlqReplayOutcome> {
+    let publisher = bus.publisher().await?;
+    let mut subscription = bus
+        .subscribe(replay_group, &[dead_letter_topic.to_string()])
+        .await?;
+    let letters = read_until_quiet(subscription.as_mut(), false).await?;
+    let mut outcome = DlqReplayOutcome::default();
+    let mut done = Vec::new();
+    for letter in letters {
+        match letter
+            .letter
+            .as_ref()
+            .filter(|l| kind.is_none_or(|k| k == l.error_kind))
+        {
+            Some(l) => {
+                let record = Record::new(l.key.clone().unwrap_or_default(), l.original.clone());
+                publisher
+                    .publish_batch(&l.topic, &[record])
+                    .await
+                    .with_context(|| format!("re-publishing to `{}`", l.topic))?;
+                tracing::info!(topic = %l.topic, kind = %l.error_kind, "dead letter replayed");
+                outcome.replayed += 1;
+            }
+            None => outcome.passed_over += 1,
+        }
+        done.push(letter.delivery);
+    }
+    // Only now, with every replayed record durable, does the group move past them.
+    subscription.ack(&done).await?;
+    subscription.close().await?;
+    Ok(outcome)
+}

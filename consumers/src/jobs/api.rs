@@ -1,0 +1,302 @@
+//! The jobs HTTP API, an axum [`Router`] the binary mounts beside `/metrics`.
+//!
+//! | route | answer |
+//! |:--- |:--- |
+//! | `POST /jobs` | 202 `{job_id, status}`; 200 `{job_id, duplicate: true}` when an active job holds the idempotency key; 400 `{error}` |
+//! | `GET /jobs/{id}` | 200 [`JobView`] (Redis mirror first, database second); 404 |
+//! | `GET /jobs?status=queued&limit=100` | 200 `[JobRecord]`, newest update first; 400 |
+//! | `GET /players/{id}/scout` | 200 `{served, report}`; 404 |
+//! | `GET /teams/{id}/scout` | 200 `{served, report}`; 404 |
+//!
+//! With a token configured, every route wants `Authorization: Bearer <token>`
+//! (401 otherwise). Errors are `{"error": "..."}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use schemas::codec::{Codec, Encoding};
+use schemas::{topics, JobRequested};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::config::JobsConfig;
+use super::handler::validate;
+use super::model::{parse_job_type, parse_status, JobView};
+use super::opendota::now_ms;
+use super::tracker::{JobTracker, Recorded};
+use super::{store, JobError};
+use crate::scout::{ScoutService, Served};
+
+/// Largest page of `GET /jobs`.
+const MAX_LIST: i64 = 1_000;
+
+/// What the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    tracker: JobTracker,
+    scout: ScoutService,
+    config: Arc<JobsConfig>,
+    codec: Codec,
+}
+
+impl ApiState {
+    pub fn new(tracker: JobTracker, scout: ScoutService, config: JobsConfig) -> Self {
+        Self {
+            tracker,
+            scout,
+            config: Arc::new(config),
+            codec: Codec::default(),
+        }
+    }
+}
+
+/// The API's routes, behind bearer auth when a token is configured.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/jobs", post(enqueue).get(list))
+        .route("/jobs/{id}", get(job))
+        .route("/players/{id}/scout", get(player_scout))
+        .route("/teams/{id}/scout", get(team_scout))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// An error answer: status and `{"error": message}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(err: JobError) -> Self {
+        let status = if err.is_retriable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError(status, err.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, message.into())
+}
+
+async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.config.api_token.as_deref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token".into(),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /jobs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    /// `scout_report_player`, `scout_report_team`, `refresh_player` or `recompute_hero_pool`.
+    pub job_type: String,
+    pub subject_id: i64,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub run_at_ms: Option<i64>,
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Enqueued {
+    job_id: String,
+    status: &'static str,
+    duplicate: bool,
+}
+
+/// Records the job (so a duplicate request is caught at once) and publishes
+/// it; a job that could not be published is removed again.
+async fn enqueue(
+    State(state): State<ApiState>,
+    body: Result<Json<EnqueueBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let request = to_request(body)?;
+    let max_attempts = match request.max_attempts {
+        Some(n) if n > 0 => n as u32,
+        _ => state.config.max_attempts.of(request.job_type),
+    };
+    let view = match state.tracker.record(&request, max_attempts).await? {
+        Recorded::Duplicate(existing) => {
+            let answer = Enqueued {
+                job_id: existing.job_id,
+                status: "duplicate",
+                duplicate: true,
+            };
+            return Ok((StatusCode::OK, Json(answer)).into_response());
+        }
+        Recorded::New(view) | Recorded::Existing(view) => view,
+    };
+    if let Err(err) = publish(&state, &request).await {
+        state.tracker.forget(&view.job.job_id).await?;
+        return Err(err.into());
+    }
+    let answer = Enqueued {
+        job_id: view.job.job_id,
+        status: "queued",
+        duplicate: false,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+fn to_request(body: EnqueueBody) -> Result<JobRequested, ApiError> {
+    let job_type = parse_job_type(&body.job_type).ok_or_else(|| {
+        bad_request(format!(
+            "unknown job_type `{}`: expected scout_report_player, scout_report_team, \
+             refresh_player or recompute_hero_pool",
+            body.job_type
+        ))
+    })?;
+    let request = JobRequested {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        job_type,
+        subject_id: body.subject_id,
+        idempotency_key: body.idempotency_key,
+        run_at_ms: body.run_at_ms,
+        requested_at_ms: now_ms(),
+        max_attempts: body.max_attempts,
+    };
+    validate(&request).map_err(|err| bad_request(err.to_string()))?;
+    Ok(request)
+}
+
+/// Keyed by idempotency key when there is one, so duplicates share a
+/// partition and are seen in order; else by job id.
+pub fn request_key(request: &JobRequested) -> Vec<u8> {
+    request
+        .idempotency_key
+        .as_deref()
+        .unwrap_or(&request.job_id)
+        .as_bytes()
+        .to_vec()
+}
+
+async fn publish(state: &ApiState, request: &JobRequested) -> Result<(), JobError> {
+    let payload = state
+        .codec
+        .encode(request, Encoding::SingleObject)
+        .map_err(|e| JobError::Encode(e.to_string()))?;
+    state
+        .tracker
+        .publisher()
+        .publish(topics::JOBS, &request_key(request), &payload)
+        .await
+        .map_err(JobError::bus("publish job request"))
+}
+
+async fn job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    state
+        .tracker
+        .view(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("no job `{id}`")))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let name = query
+        .status
+        .ok_or_else(|| bad_request("query parameter `status` is required"))?;
+    let status = parse_status(&name).ok_or_else(|| {
+        bad_request(format!(
+            "unknown status `{name}`: expected queued, running, retry_scheduled, succeeded or dead"
+        ))
+    })?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
+    let jobs = store::list_by_status(state.tracker.store(), status, limit).await?;
+    Ok(Json(jobs).into_response())
+}
+
+fn served_name(served: Served) -> &'static str {
+    match served {
+        Served::Cache => "cache",
+        Served::Database => "database",
+    }
+}
+
+async fn player_scout(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let found = state
+        .scout
+        .player_report(id)
+        .await
+        .map_err(JobError::from)?;
+    let (report, served) = found.ok_or_else(|| not_found(format!("no player {id}")))?;
+    Ok(Json(json!({ "served": served_name(served), "report": report })).into_response())
+}
+
+async fn team_scout(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let found = state.scout.team_report(id).await.map_err(JobError::from)?;
+    let (report, served) = found.ok_or_else(|| not_found(format!("no team {id}")))?;
+    Ok(Json(json!({ "served": served_name(served), "report": report })).into_response())
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad_request(format!("`{id}` is not a positive integer id")))
+}

@@ -1,0 +1,221 @@
+//! Settings of the jobs group: attempts, backoff, delays, upstreams, rate
+//! limits, the Redis the limiter uses and the API token.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use schemas::JobType;
+use serde::Deserialize;
+
+/// Attempts per job type, the first one included.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxAttempts {
+    pub scout_report_player: u32,
+    pub scout_report_team: u32,
+    pub refresh_player: u32,
+    pub recompute_hero_pool: u32,
+}
+
+impl Default for MaxAttempts {
+    fn default() -> Self {
+        Self {
+            scout_report_player: 3,
+            scout_report_team: 3,
+            // An upstream may be down for minutes: more attempts, longer backoff.
+            refresh_player: 6,
+            recompute_hero_pool: 3,
+        }
+    }
+}
+
+impl MaxAttempts {
+    pub fn of(&self, job_type: JobType) -> u32 {
+        match job_type {
+            JobType::ScoutReportPlayer => self.scout_report_player,
+            JobType::ScoutReportTeam => self.scout_report_team,
+            JobType::RefreshPlayer => self.refresh_player,
+            JobType::RecomputeHeroPool => self.recompute_hero_pool,
+        }
+        .max(1)
+    }
+}
+
+/// `limit` calls per `period_ms`, at most `burst` of them back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub period_ms: u64,
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RateLimit {
+    pub fn per_second(limit: u32) -> Self {
+        Self {
+            limit,
+            period_ms: 1_000,
+            burst: 1,
+        }
+    }
+
+    pub fn per_minute(limit: u32) -> Self {
+        Self {
+            limit,
+            period_ms: 60_000,
+            burst: 1,
+        }
+    }
+
+    /// Time between two calls at the steady rate, in microseconds.
+    pub fn emission_interval_us(&self) -> u64 {
+        (self.period_ms.saturating_mul(1_000) / u64::from(self.limit.max(1))).max(1)
+    }
+
+    /// The same limit scaled by `fraction` (the per-process fallback's share).
+    pub fn scaled(&self, fraction: f64) -> Self {
+        let limit = (f64::from(self.limit) * fraction).floor().max(1.0) as u32;
+        Self {
+            limit,
+            period_ms: self.period_ms,
+            burst: 1,
+        }
+    }
+}
+
+/// The service name of OpenDota in [`JobsConfig::rate_limits`].
+pub const OPENDOTA: &str = "opendota";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    pub max_attempts: MaxAttempts,
+    /// First retry delay; doubles per attempt up to `backoff_max_ms`, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A job due within this long is waited for in place; a later one is
+    /// re-published to the jobs topic after this long, so one far-future job
+    /// holds its partition for at most this long at a time.
+    pub max_inline_delay_ms: u64,
+    /// OpenDota-compatible API root, e.g. `https://api.opendota.com/api`.
+    pub opendota_base_url: String,
+    pub http_timeout_ms: u64,
+    /// Per external service, shared by every worker through Redis.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+    /// Share of a limit one process may use while Redis is away: other
+    /// workers may be on their fallback too, so never the whole limit.
+    pub rate_limit_fallback_fraction: f64,
+    pub redis_url: String,
+    /// Put before the limiter's Redis keys.
+    pub key_prefix: String,
+    /// Longest one limiter call to Redis may take before the fallback serves.
+    pub redis_timeout_ms: u64,
+    /// How often Redis is tried again while the limiter is on its fallback.
+    pub redis_retry_interval_ms: u64,
+    /// Lifetime of the `job:{id}` mirror in Redis.
+    pub mirror_ttl_secs: u64,
+    /// When set, the HTTP API wants `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let mut rate_limits = BTreeMap::new();
+        rate_limits.insert(OPENDOTA.to_string(), RateLimit::per_minute(60));
+        Self {
+            max_attempts: MaxAttempts::default(),
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            max_inline_delay_ms: 5_000,
+            opendota_base_url: "https://api.opendota.com/api".to_string(),
+            http_timeout_ms: 10_000,
+            rate_limits,
+            rate_limit_fallback_fraction: 0.5,
+            redis_url: crate::cache::DEFAULT_REDIS_URL.to_string(),
+            key_prefix: "scoutstream:jobs:".to_string(),
+            redis_timeout_ms: 500,
+            redis_retry_interval_ms: 5_000,
+            mirror_ttl_secs: 24 * 60 * 60,
+            api_token: None,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// Exponential backoff with jitter (half to full), so retrying workers
+    /// spread out instead of hitting a recovering upstream together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let shift = attempt.saturating_sub(1).min(20);
+        let exp = self.backoff_initial_ms.saturating_mul(1u64 << shift);
+        let cap = exp.min(self.backoff_max_ms).max(1);
+        Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+    }
+
+    pub fn max_inline_delay(&self) -> Duration {
+        Duration::from_millis(self.max_inline_delay_ms)
+    }
+
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn redis_retry_interval(&self) -> Duration {
+        Duration::from_millis(self.redis_retry_interval_ms)
+    }
+
+    pub fn mirror_ttl(&self) -> Duration {
+        Duration::from_secs(self.mirror_ttl_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let config = JobsConfig {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+            ..JobsConfig::default()
+        };
+        for _ in 0..100 {
+            let first = config.backoff(1).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let third = config.backoff(3).as_millis();
+            assert!((200..=400).contains(&third), "{third}");
+            let late = config.backoff(30).as_millis();
+            assert!((500..=1_000).contains(&late), "{late}");
+        }
+    }
+
+    #[test]
+    fn fallback_limit_is_a_fraction_but_never_zero() {
+        let limit = RateLimit::per_minute(60);
+        assert_eq!(limit.emission_interval_us(), 1_000_000);
+        assert_eq!(limit.scaled(0.5).limit, 30);
+        assert_eq!(RateLimit::per_second(1).scaled(0.1).limit, 1);
+    }
+
+    #[test]
+    fn config_reads_from_toml_shaped_json() {
+        let config: JobsConfig = serde_json::from_value(serde_json::json!({
+            "max_attempts": {"refresh_player": 9},
+            "rate_limits": {"opendota": {"limit": 60, "period_ms": 60000}}
+        }))
+        .expect("valid config");
+        assert_eq!(config.max_attempts.of(JobType::RefreshPlayer), 9);
+        assert_eq!(config.max_attempts.of(JobType::ScoutReportTeam), 3);
+        assert_eq!(config.rate_limits[OPENDOTA], RateLimit::per_minute(60));
+    }
+}

@@ -1,0 +1,118 @@
+//! A small client of an OpenDota-compatible API: `GET {base}/players/{id}`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use schemas::PlayerProfile;
+use serde::Deserialize;
+
+use super::config::{JobsConfig, OPENDOTA};
+use super::JobError;
+
+/// OpenDota's `/players/{account_id}` answer, the fields a scout keeps.
+#[derive(Debug, Deserialize)]
+struct PlayerResponse {
+    #[serde(default)]
+    profile: Option<ProfileResponse>,
+    #[serde(default)]
+    rank_tier: Option<i32>,
+    #[serde(default)]
+    leaderboard_rank: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileResponse {
+    account_id: i64,
+    #[serde(default)]
+    personaname: Option<String>,
+    #[serde(default)]
+    avatarfull: Option<String>,
+    #[serde(default)]
+    profileurl: Option<String>,
+    #[serde(default)]
+    loccountrycode: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct OpenDotaClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl OpenDotaClient {
+    pub fn new(config: &JobsConfig) -> Result<Self, JobError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout())
+            .build()
+            .map_err(|err| JobError::Invalid(format!("http client: {err}")))?;
+        Ok(Self {
+            http,
+            base_url: config.opendota_base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The player's profile as a [`PlayerProfile`] observed now.
+    pub async fn fetch_player(&self, account_id: i64) -> Result<PlayerProfile, JobError> {
+        let url = format!("{}/players/{account_id}", self.base_url);
+        let response = self.http.get(&url).send().await.map_err(|err| {
+            upstream(
+                format!("GET {url}: {err}"),
+                // Connect errors and timeouts pass; a malformed URL will not.
+                !err.is_builder(),
+            )
+        })?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(JobError::NotFound(format!("opendota player {account_id}")));
+        }
+        if !status.is_success() {
+            let retriable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            return Err(upstream(format!("GET {url}: HTTP {status}"), retriable));
+        }
+        let body: PlayerResponse = response
+            .json()
+            .await
+            .map_err(|err| upstream(format!("GET {url}: bad body: {err}"), err.is_timeout()))?;
+        to_profile(account_id, body)
+    }
+}
+
+fn upstream(message: String, retriable: bool) -> JobError {
+    JobError::Upstream {
+        service: OPENDOTA,
+        message,
+        retriable,
+    }
+}
+
+fn to_profile(account_id: i64, body: PlayerResponse) -> Result<PlayerProfile, JobError> {
+    // OpenDota answers unknown accounts with `"profile": null`.
+    let Some(profile) = body.profile else {
+        return Err(JobError::NotFound(format!("opendota player {account_id}")));
+    };
+    if profile.account_id != account_id {
+        return Err(upstream(
+            format!("asked for {account_id}, got {}", profile.account_id),
+            false,
+        ));
+    }
+    Ok(PlayerProfile {
+        account_id,
+        persona_name: profile.personaname,
+        rank_tier: body.rank_tier,
+        leaderboard_rank: body.leaderboard_rank,
+        country: profile.loccountrycode,
+        last_seen: None,
+        avatar_url: profile.avatarfull,
+        profile_url: profile.profileurl,
+        observed_at_ms: now_ms(),
+        source: "opendota".to_string(),
+    })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

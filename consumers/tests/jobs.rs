@@ -1,0 +1,1164 @@
+//! The jobs group against real Redis and PostgreSQL (and SQLite where cheap):
+//! retries, dead letters through the real `Runner` on the in-memory bus,
+//! idempotency, a worker killed mid-job, delayed jobs, the Redis rate limiter
+//! shared by two instances and its fallback, and the HTTP API. OpenDota is a
+//! local axum server the tests tell to fail or hang.
+//!
+//! PostgreSQL comes from `$SCOUTSTREAM_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`; the role must create databases),
+//! Redis from `$SCOUTSTREAM_REDIS_URL` (default `redis://127.0.0.1:6379`).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use consumers::cache::{keys, Cache, CacheConfig};
+use consumers::jobs::{
+    api, request_key, stored_view, JobError, JobExecutor, JobRecord, JobTracker, JobView,
+    JobsConfig, JobsHandler, MaxAttempts, RateLimit, RateLimiter, StandardExecutor, OPENDOTA,
+};
+use consumers::persist::{PlayerReport, Store, TeamReport, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
+use consumers::scout::{team_key, ScoutService};
+use futures::FutureExt;
+use pipeline::bus::memory::MemoryBus;
+use pipeline::bus::{Bus, Delivery, Position, Publisher};
+use pipeline::runner::{Handler, RunStats, Runner, RunnerConfig};
+use producers::loadgen::generate_matches;
+use schemas::codec::{Codec, Encoding};
+use schemas::{topics, DeadLetter, JobRequested, JobStatusChanged, JobType, Team};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------
+// Databases, Redis, the fake OpenDota.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Postgres,
+    Sqlite,
+}
+
+fn admin_url() -> String {
+    std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string())
+}
+
+fn redis_url() -> String {
+    std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// `url` with its database (the path) replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+async fn admin_execute(statement: &str) {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query(statement).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+}
+
+/// What the fake OpenDota does with the next requests.
+#[derive(Clone, Default)]
+struct Upstream {
+    hits: Arc<AtomicU32>,
+    /// Answer 500 to this many requests first.
+    fail_first: Arc<AtomicU32>,
+    /// When not 0, answer every request with this status.
+    always: Arc<AtomicU16>,
+    /// Hang the next request (a worker killed mid-call).
+    hang_next: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    fn hits(&self) -> u32 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn player_route(State(up): State<Upstream>, Path(id): Path<i64>) -> Response {
+    up.hits.fetch_add(1, Ordering::SeqCst);
+    if up.hang_next.swap(false, Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+    let always = up.always.load(Ordering::SeqCst);
+    if always != 0 {
+        return StatusCode::from_u16(always).unwrap().into_response();
+    }
+    let failing = up
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+    }
+    Json(json!({
+        "profile": {
+            "account_id": id,
+            "personaname": format!("player {id}"),
+            "avatarfull": "https://avatars.example/full.jpg",
+            "profileurl": format!("https://steamcommunity.com/profiles/{id}/"),
+            "loccountrycode": "SE",
+            "plus": true
+        },
+        "rank_tier": 75,
+        "leaderboard_rank": 1234,
+        "competitive_rank": null
+    }))
+    .into_response()
+}
+
+/// Serves `router` on 127.0.0.1:0; returns its base URL.
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+async fn start_upstream() -> (Upstream, String) {
+    let upstream = Upstream::default();
+    let router = Router::new()
+        .route("/api/players/{id}", get(player_route))
+        .with_state(upstream.clone());
+    let base = format!("{}/api", serve(router).await);
+    (upstream, base)
+}
+
+/// One test's world: a fresh database, its own Redis prefixes, an in-memory
+/// bus and a fake OpenDota.
+#[derive(Clone)]
+struct Env {
+    kind: Kind,
+    store: Store,
+    cache: Cache,
+    bus: MemoryBus,
+    upstream: Upstream,
+    config: JobsConfig,
+    database: Option<String>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+fn test_config(opendota: &str) -> JobsConfig {
+    let mut rate_limits = BTreeMap::new();
+    rate_limits.insert(OPENDOTA.to_string(), RateLimit::per_second(1_000));
+    JobsConfig {
+        max_attempts: MaxAttempts {
+            scout_report_player: 3,
+            scout_report_team: 3,
+            refresh_player: 3,
+            recompute_hero_pool: 3,
+        },
+        backoff_initial_ms: 20,
+        backoff_max_ms: 100,
+        max_inline_delay_ms: 300,
+        opendota_base_url: opendota.to_string(),
+        http_timeout_ms: 30_000,
+        rate_limits,
+        redis_url: redis_url(),
+        key_prefix: format!("{}:", unique("sstest-jobs-")),
+        ..JobsConfig::default()
+    }
+}
+
+impl Env {
+    async fn new(kind: Kind) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, database) = match kind {
+            Kind::Postgres => {
+                let name = unique("ssjobs_");
+                admin_execute(&format!("CREATE DATABASE {name}")).await;
+                (with_database(&admin_url(), &name), Some(name))
+            }
+            Kind::Sqlite => {
+                let path = dir.path().join("jobs.db");
+                (format!("sqlite://{}", path.display()), None)
+            }
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let cache = Cache::connect(CacheConfig {
+            redis_url: redis_url(),
+            key_prefix: format!("{}:", unique("sstest-jobs-cache-")),
+            ..CacheConfig::default()
+        })
+        .await
+        .unwrap();
+        let (upstream, base) = start_upstream().await;
+        Self {
+            kind,
+            store,
+            cache,
+            bus: MemoryBus::new(4),
+            upstream,
+            config: test_config(&base),
+            database,
+            _dir: Arc::new(dir),
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.store.close().await;
+        if let Some(name) = &self.database {
+            admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+
+    fn publisher(&self) -> Arc<dyn Publisher> {
+        Arc::new(self.bus.clone())
+    }
+
+    fn tracker(&self) -> JobTracker {
+        JobTracker::new(
+            self.store.clone(),
+            self.cache.clone(),
+            self.publisher(),
+            Duration::from_secs(600),
+        )
+    }
+
+    fn executor(&self) -> Arc<dyn JobExecutor> {
+        let limiter = RateLimiter::new(&self.config).unwrap();
+        Arc::new(
+            StandardExecutor::new(
+                self.store.clone(),
+                self.cache.clone(),
+                limiter,
+                &self.config,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn handler(&self) -> Arc<JobsHandler> {
+        Arc::new(JobsHandler::new(
+            self.tracker(),
+            self.executor(),
+            self.config.clone(),
+        ))
+    }
+
+    async fn publish(&self, request: &JobRequested) {
+        let payload = Codec::default()
+            .encode(request, Encoding::SingleObject)
+            .unwrap();
+        self.bus
+            .publish(topics::JOBS, &request_key(request), &payload)
+            .await
+            .unwrap();
+    }
+
+    async fn view(&self, job_id: &str) -> Option<JobView> {
+        stored_view(&self.store, job_id).await.unwrap()
+    }
+
+    /// Polls the database until the job is succeeded or dead.
+    async fn wait_finished(&self, job_id: &str, timeout: Duration) -> JobView {
+        let started = Instant::now();
+        loop {
+            if let Some(view) = self.view(job_id).await {
+                if matches!(view.job.status.as_str(), "succeeded" | "dead") {
+                    return view;
+                }
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "job {job_id} not finished after {timeout:?}: {:?}",
+                self.view(job_id).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every event of `topic` so far, read by a fresh group.
+    async fn read_topic(&self, topic: &str) -> Vec<Delivery> {
+        let mut sub = self
+            .bus
+            .subscribe(&unique("reader-"), &[topic.to_string()])
+            .await
+            .unwrap();
+        let expected: usize = self.bus.partition_lengths(topic).iter().sum();
+        let mut out = Vec::new();
+        let started = Instant::now();
+        while out.len() < expected && started.elapsed() < Duration::from_secs(5) {
+            out.extend(sub.poll(1_000, Duration::from_millis(100)).await.unwrap());
+        }
+        sub.close().await.unwrap();
+        out
+    }
+
+    /// Status events of one job, in publish order (one key, one partition).
+    async fn status_events(&self, job_id: &str) -> Vec<JobStatusChanged> {
+        let codec = Codec::default();
+        self.read_topic(topics::JOB_STATUS)
+            .await
+            .iter()
+            .map(|d| codec.decode::<JobStatusChanged>(&d.payload).unwrap())
+            .filter(|e| e.job_id == job_id)
+            .collect()
+    }
+}
+
+async fn run<F, Fut>(kind: Kind, test: F)
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let env = Env::new(kind).await;
+    let outcome = AssertUnwindSafe(test(env.clone())).catch_unwind().await;
+    env.cleanup().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::run(super::Kind::Postgres, super::$test).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::run(super::Kind::Sqlite, super::$test).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    failing_twice_then_succeeding_ends_succeeded_after_three_attempts,
+    always_failing_job_ends_dead_with_its_dead_letter,
+    permanent_errors_and_bad_payloads_are_dead_at_once,
+    duplicate_requests_run_once,
+    killed_worker_leaves_the_job_to_be_resumed,
+    delayed_job_runs_when_due,
+    scout_report_and_hero_pool_jobs_use_persisted_data,
+);
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn request(job_type: JobType, subject_id: i64) -> JobRequested {
+    JobRequested {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        job_type,
+        subject_id,
+        idempotency_key: None,
+        run_at_ms: None,
+        requested_at_ms: now_ms(),
+        max_attempts: None,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn runner_config(group: &str) -> RunnerConfig {
+    RunnerConfig {
+        batch_wait: Duration::from_millis(50),
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..RunnerConfig::new(group)
+    }
+}
+
+/// A runner of `group` over `jobs`, on its own task.
+async fn spawn_runner(
+    env: &Env,
+    group: &str,
+    handler: Arc<dyn Handler>,
+) -> (JoinHandle<RunStats>, CancellationToken) {
+    let subscription = env
+        .bus
+        .subscribe(group, &[topics::JOBS.to_string()])
+        .await
+        .unwrap();
+    let runner = Runner::new(runner_config(group), handler, env.publisher());
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    let task = tokio::spawn(async move { runner.run(subscription, stop).await.unwrap() });
+    (task, token)
+}
+
+async fn stop(runner: (JoinHandle<RunStats>, CancellationToken)) -> RunStats {
+    runner.1.cancel();
+    runner.0.await.unwrap()
+}
+
+fn delivery(request: &JobRequested, offset: i64) -> Delivery {
+    Delivery {
+        topic: topics::JOBS.to_string(),
+        partition: 0,
+        position: Position::Offset(offset),
+        key: Some(request_key(request)),
+        payload: Codec::default()
+            .encode(request, Encoding::SingleObject)
+            .unwrap(),
+        timestamp_ms: Some(now_ms()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handler through the real runner.
+
+async fn failing_twice_then_succeeding_ends_succeeded_after_three_attempts(env: Env) {
+    env.upstream.fail_first.store(2, Ordering::SeqCst);
+    let job = request(JobType::RefreshPlayer, 86_745_912);
+    env.publish(&job).await;
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    let stats = stop(runner).await;
+
+    assert_eq!(view.job.status, "succeeded");
+    assert_eq!(view.job.attempts, 3);
+    assert_eq!(
+        view.statuses(),
+        [
+            "queued",
+            "running",
+            "retry_scheduled",
+            "running",
+            "retry_scheduled",
+            "running",
+            "succeeded"
+        ]
+    );
+    let attempts: Vec<i32> = view.history.iter().map(|h| h.attempt).collect();
+    assert_eq!(attempts, [0, 1, 1, 2, 2, 3, 3]);
+    assert!(view.history[2]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 500"));
+    assert_eq!(env.upstream.hits(), 3);
+    assert_eq!(stats.dead_lettered, 0);
+
+    // The profile landed through the Store.
+    let report = env.store.player_report(86_745_912).await.unwrap().unwrap();
+    assert_eq!(report.persona_name.as_deref(), Some("player 86745912"));
+    assert_eq!(report.rank_tier, Some(75));
+    assert_eq!(report.leaderboard_rank, Some(1234));
+    assert_eq!(report.country.as_deref(), Some("SE"));
+
+    // Every transition was published, in order.
+    let events = env.status_events(&job.job_id).await;
+    let published: Vec<String> = events
+        .iter()
+        .map(|e| consumers::jobs::status_name(e.status).to_string())
+        .collect();
+    assert_eq!(published, view.statuses());
+    assert!(events[2].next_run_at_ms.is_some());
+
+    // The Redis mirror agrees with the database.
+    let mirrored: JobView = serde_json::from_str(
+        &env.cache
+            .get(&consumers::jobs::job_key(&job.job_id))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mirrored, view);
+}
+
+async fn always_failing_job_ends_dead_with_its_dead_letter(env: Env) {
+    env.upstream.always.store(503, Ordering::SeqCst);
+    let job = request(JobType::RefreshPlayer, 1_001);
+    env.publish(&job).await;
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    // The dead letter is written before the runner acks.
+    let started = Instant::now();
+    while env
+        .bus
+        .partition_lengths(topics::DEAD_LETTERS)
+        .iter()
+        .sum::<usize>()
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = stop(runner).await;
+
+    assert_eq!(view.job.status, "dead");
+    assert_eq!(view.job.attempts, 3, "max attempts of refresh_player");
+    assert_eq!(
+        view.statuses(),
+        [
+            "queued",
+            "running",
+            "retry_scheduled",
+            "running",
+            "retry_scheduled",
+            "running",
+            "dead"
+        ]
+    );
+    assert_eq!(env.upstream.hits(), 3);
+    assert_eq!(stats.dead_lettered, 1);
+
+    let letters = env.read_topic(topics::DEAD_LETTERS).await;
+    assert_eq!(letters.len(), 1);
+    let letter: DeadLetter = Codec::default().decode(&letters[0].payload).unwrap();
+    assert_eq!(letter.topic, topics::JOBS);
+    assert_eq!(letter.consumer_group, "jobs");
+    assert_eq!(letter.error_kind, "upstream");
+    assert!(
+        letter.error_message.contains("dead after 3 attempts"),
+        "{}",
+        letter.error_message
+    );
+    let original: JobRequested = Codec::default().decode(&letter.original).unwrap();
+    assert_eq!(original, job);
+
+    // Redelivered once dead (say its ack was lost): not run again, but
+    // dead-lettered again, since the letter may be what was missing.
+    let outcome = env.handler().handle(&[delivery(&job, 0)]).await;
+    let err = outcome[0].as_ref().unwrap_err();
+    assert_eq!(err.kind(), "job_dead");
+    assert!(!err.is_retriable());
+    assert_eq!(env.upstream.hits(), 3);
+}
+
+async fn permanent_errors_and_bad_payloads_are_dead_at_once(env: Env) {
+    env.upstream.always.store(404, Ordering::SeqCst);
+    let missing = request(JobType::RefreshPlayer, 42);
+    env.publish(&missing).await;
+    env.bus
+        .publish(topics::JOBS, b"junk", b"not an event")
+        .await
+        .unwrap();
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&missing.job_id, Duration::from_secs(20))
+        .await;
+    let started = Instant::now();
+    while env
+        .bus
+        .partition_lengths(topics::DEAD_LETTERS)
+        .iter()
+        .sum::<usize>()
+        < 2
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(runner).await;
+
+    assert_eq!(view.statuses(), ["queued", "running", "dead"]);
+    assert_eq!(env.upstream.hits(), 1, "a 404 is not retried");
+    let codec = Codec::default();
+    let mut kinds: Vec<String> = env
+        .read_topic(topics::DEAD_LETTERS)
+        .await
+        .iter()
+        .map(|d| codec.decode::<DeadLetter>(&d.payload).unwrap().error_kind)
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["decode", "not_found"]);
+}
+
+async fn duplicate_requests_run_once(env: Env) {
+    let first = JobRequested {
+        idempotency_key: Some("refresh:7".into()),
+        ..request(JobType::RefreshPlayer, 7)
+    };
+    let second = JobRequested {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        ..first.clone()
+    };
+    env.publish(&first).await;
+    env.publish(&second).await;
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&first.job_id, Duration::from_secs(20))
+        .await;
+    // The second request is acked without a row of its own.
+    let started = Instant::now();
+    while env
+        .bus
+        .committed("jobs", topics::JOBS, partition_of(&first))
+        != Some(2)
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(runner).await;
+    assert_eq!(view.job.status, "succeeded");
+    assert_eq!(env.upstream.hits(), 1, "ran once");
+    assert!(env.view(&second.job_id).await.is_none());
+
+    // A redelivery of a finished job does not run it again.
+    let handler = env.handler();
+    let outcome = handler.handle(&[delivery(&first, 0)]).await;
+    assert!(outcome[0].is_ok());
+    assert_eq!(env.upstream.hits(), 1);
+    assert_eq!(env.view(&first.job_id).await.unwrap(), view);
+
+    // Once the first finished, the key is free again: a new request runs.
+    let outcome = handler.handle(&[delivery(&second, 1)]).await;
+    assert!(outcome[0].is_ok());
+    assert_eq!(env.upstream.hits(), 2);
+}
+
+fn partition_of(request: &JobRequested) -> i32 {
+    pipeline::bus::partition_for_key(&request_key(request), 4)
+}
+
+async fn killed_worker_leaves_the_job_to_be_resumed(env: Env) {
+    env.upstream.hang_next.store(true, Ordering::SeqCst);
+    let job = request(JobType::RefreshPlayer, 555);
+    env.publish(&job).await;
+    let (task, _token) = spawn_runner(&env, "jobs", env.handler()).await;
+    // Wait until the first attempt is in flight, then kill the worker: the
+    // task (and its subscription) is dropped without acking.
+    let started = Instant::now();
+    while env.upstream.hits() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let interrupted = env.view(&job.job_id).await.unwrap();
+    assert_eq!(interrupted.job.status, "running");
+    assert_eq!(interrupted.job.attempts, 1);
+    assert_eq!(
+        env.bus.committed("jobs", topics::JOBS, partition_of(&job)),
+        None
+    );
+
+    // Another worker of the group picks it up and finishes it.
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    stop(runner).await;
+    assert_eq!(view.job.status, "succeeded");
+    assert_eq!(view.job.attempts, 2, "the killed attempt counts");
+    assert_eq!(
+        view.statuses(),
+        [
+            "queued",
+            "running",
+            "retry_scheduled",
+            "running",
+            "succeeded"
+        ]
+    );
+    assert!(view.history[2]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("worker stopped during attempt 1"));
+    assert_eq!(env.upstream.hits(), 2);
+}
+
+async fn delayed_job_runs_when_due(env: Env) {
+    // Due after the inline delay (300 ms): waited, re-published, then run.
+    let run_at = now_ms() + 700;
+    let job = JobRequested {
+        run_at_ms: Some(run_at),
+        ..request(JobType::RefreshPlayer, 9)
+    };
+    env.publish(&job).await;
+    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    stop(runner).await;
+    assert_eq!(view.job.status, "succeeded");
+    assert_eq!(view.job.attempts, 1);
+    let running_at = view.history[1].at_ms;
+    assert!(running_at >= run_at, "ran at {running_at}, due {run_at}");
+    assert!(
+        env.bus
+            .partition_lengths(topics::JOBS)
+            .iter()
+            .sum::<usize>()
+            >= 2,
+        "re-published at least once"
+    );
+}
+
+async fn scout_report_and_hero_pool_jobs_use_persisted_data(env: Env) {
+    let mut matches = generate_matches(5, 11);
+    matches[0].radiant_team = Some(Team {
+        team_id: 777,
+        name: Some("Jobs United".into()),
+    });
+    env.store.write_matches(&matches).await.unwrap();
+    let account = matches[0].players[0].account_id.unwrap();
+    let handler = env.handler();
+
+    let player = request(JobType::ScoutReportPlayer, account);
+    let team = request(JobType::ScoutReportTeam, 777);
+    let unknown = request(JobType::ScoutReportPlayer, 999_999_999);
+    let outcomes = handler
+        .handle(&[
+            delivery(&player, 0),
+            delivery(&team, 1),
+            delivery(&unknown, 2),
+        ])
+        .await;
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    let err = outcomes[2].as_ref().unwrap_err();
+    assert_eq!(err.kind(), "not_found");
+    assert!(!err.is_retriable());
+
+    let cached: PlayerReport = serde_json::from_str(
+        &env.cache
+            .get(&keys::scout_player_key(account))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cached,
+        env.store.player_report(account).await.unwrap().unwrap()
+    );
+    let cached: TeamReport =
+        serde_json::from_str(&env.cache.get(&team_key(777)).await.unwrap()).unwrap();
+    assert_eq!(cached.name.as_deref(), Some("Jobs United"));
+    assert_eq!(env.view(&unknown.job_id).await.unwrap().job.status, "dead");
+
+    // Drift the hero pool, then let the job recompute it from player_matches.
+    let before = env.store.player_report(account).await.unwrap().unwrap();
+    assert!(!before.hero_pool.is_empty());
+    let wipe = "DELETE FROM hero_pool WHERE account_id = $1";
+    match &env.store {
+        Store::Postgres(pool) => sqlx::query(wipe)
+            .bind(account)
+            .execute(pool)
+            .await
+            .map(|_| ()),
+        Store::Sqlite(pool) => sqlx::query(wipe)
+            .bind(account)
+            .execute(pool)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+    assert!(env
+        .store
+        .player_report(account)
+        .await
+        .unwrap()
+        .unwrap()
+        .hero_pool
+        .is_empty());
+    let recompute = request(JobType::RecomputeHeroPool, account);
+    assert!(handler.handle(&[delivery(&recompute, 3)]).await[0].is_ok());
+    let after = env.store.player_report(account).await.unwrap().unwrap();
+    assert_eq!(after.hero_pool, before.hero_pool);
+    // The stale cached report was dropped.
+    assert_eq!(env.cache.get(&keys::scout_player_key(account)).await, None);
+    let _ = env.kind;
+}
+
+// ---------------------------------------------------------------------------
+// Rate limiting.
+
+fn limiter_config(service: &str, limit: RateLimit, redis_url: &str) -> JobsConfig {
+    let mut rate_limits = BTreeMap::new();
+    rate_limits.insert(service.to_string(), limit);
+    JobsConfig {
+        rate_limits,
+        redis_url: redis_url.to_string(),
+        key_prefix: format!("{}:", unique("sstest-limit-")),
+        redis_timeout_ms: 300,
+        redis_retry_interval_ms: 60_000,
+        ..JobsConfig::default()
+    }
+}
+
+/// Grants per 1-second window, from `start_us`; full windows only.
+fn per_window(grants: &[i64], start_us: i64, windows: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; windows];
+    for at in grants {
+        let window = ((at - start_us) / 1_000_000) as usize;
+        if window < windows {
+            counts[window] += 1;
+        }
+    }
+    counts
+}
+
+/// Acquires `service` from `tasks` concurrent callers until `deadline`;
+/// returns the grant times (microseconds, the limiter's clock).
+async fn hammer(limiter: RateLimiter, service: &str, tasks: usize, deadline: Instant) -> Vec<i64> {
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let limiter = limiter.clone();
+        let service = service.to_string();
+        handles.push(tokio::spawn(async move {
+            let mut grants = Vec::new();
+            while Instant::now() < deadline {
+                let permit = limiter.acquire(&service).await;
+                grants.push(permit.at_us);
+                assert!(permit.shared, "Redis is up: the shared limit applies");
+            }
+            grants
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_limiters_share_one_limit() {
+    const N: usize = 20;
+    const SECONDS: usize = 10;
+    let config = limiter_config("svc", RateLimit::per_second(N as u32), &redis_url());
+    // Two instances with their own Redis connections: two worker processes.
+    let a = RateLimiter::new(&config).unwrap();
+    let b = RateLimiter::new(&config).unwrap();
+    let start_us = now_ms() * 1_000;
+    let deadline = Instant::now() + Duration::from_secs(SECONDS as u64);
+    let (left, right) = tokio::join!(hammer(a, "svc", 4, deadline), hammer(b, "svc", 4, deadline));
+    let mut grants = left.clone();
+    grants.extend(&right);
+    grants.sort_unstable();
+    // Windows from the first grant on the limiter's (Redis's) clock.
+    let first = grants[0];
+    let counts = per_window(&grants, first, SECONDS - 1);
+    println!(
+        "per-second grants: {counts:?}; instance a {} b {}; total {} in {SECONDS} s",
+        left.len(),
+        right.len(),
+        grants.len()
+    );
+    assert!(counts.iter().all(|c| *c <= N), "{counts:?} exceed {N}/s");
+    let full: usize = counts.iter().sum();
+    assert!(
+        full >= (SECONDS - 1) * N * 9 / 10,
+        "throughput {full} far below the limit {}",
+        (SECONDS - 1) * N
+    );
+    assert!(
+        !left.is_empty() && !right.is_empty(),
+        "both instances got permits"
+    );
+    let _ = start_us;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiter_falls_back_to_a_fraction_when_redis_is_down() {
+    const N: u32 = 20;
+    // Nothing listens on a freshly closed port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = JobsConfig {
+        rate_limit_fallback_fraction: 0.5,
+        ..limiter_config(
+            "svc",
+            RateLimit::per_second(N),
+            &format!("redis://127.0.0.1:{port}"),
+        )
+    };
+    let limiter = RateLimiter::new(&config).unwrap();
+    let first = limiter.acquire("svc").await;
+    assert!(!first.shared);
+    assert!(limiter.is_on_fallback());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut grants = vec![first.at_us];
+    while Instant::now() < deadline {
+        let permit = limiter.acquire("svc").await;
+        assert!(!permit.shared);
+        grants.push(permit.at_us);
+    }
+    let counts = per_window(&grants, grants[0], 2);
+    println!("fallback per-second grants: {counts:?}");
+    assert!(counts.iter().all(|c| *c <= (N / 2) as usize), "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c >= (N / 2 - 2) as usize),
+        "{counts:?}"
+    );
+    // Services without a limit pass at once.
+    assert!(limiter.acquire("unlimited").await.waited < Duration::from_millis(5));
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP API.
+
+async fn api_base(env: &Env, token: Option<&str>) -> String {
+    let config = JobsConfig {
+        api_token: token.map(str::to_string),
+        ..env.config.clone()
+    };
+    let scout = ScoutService::new(env.store.clone(), env.cache.clone());
+    let state = api::ApiState::new(env.tracker(), scout, config);
+    serve(api::router(state)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_enqueues_validates_and_reports() {
+    run(Kind::Postgres, |env| async move {
+        let base = api_base(&env, None).await;
+        let http = reqwest::Client::new();
+
+        // 400s with a clear message.
+        for (body, needle) in [
+            (
+                json!({"job_type": "nope", "subject_id": 1}),
+                "unknown job_type",
+            ),
+            (
+                json!({"job_type": "refresh_player", "subject_id": -5}),
+                "subject_id",
+            ),
+            (json!({"job_type": "refresh_player"}), "subject_id"),
+            (
+                json!({"job_type": "refresh_player", "subject_id": 1, "max_attempts": 0}),
+                "max_attempts",
+            ),
+        ] {
+            let response = http
+                .post(format!("{base}/jobs"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{body}");
+            let error: Value = response.json().await.unwrap();
+            assert!(error["error"].as_str().unwrap().contains(needle), "{error}");
+        }
+        let response = http
+            .post(format!("{base}/jobs"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+
+        // 202, then the job is readable and listed.
+        let body =
+            json!({"job_type": "refresh_player", "subject_id": 4242, "idempotency_key": "k1"});
+        let response = http
+            .post(format!("{base}/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let enqueued: Value = response.json().await.unwrap();
+        let job_id = enqueued["job_id"].as_str().unwrap().to_string();
+        let view: JobView = http
+            .get(format!("{base}/jobs/{job_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view.job.status, "queued");
+        assert_eq!(view.job.subject_id, 4242);
+        let queued: Vec<JobRecord> = http
+            .get(format!("{base}/jobs?status=queued"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].job_id, job_id);
+
+        // The same key while queued: the existing job, not a new one.
+        let response = http
+            .post(format!("{base}/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let duplicate: Value = response.json().await.unwrap();
+        assert_eq!(duplicate["job_id"], job_id.as_str());
+        assert_eq!(duplicate["duplicate"], true);
+
+        // One JobRequested on the jobs topic.
+        let published = env.read_topic(topics::JOBS).await;
+        assert_eq!(published.len(), 1);
+        let request: JobRequested = Codec::default().decode(&published[0].payload).unwrap();
+        assert_eq!(request.job_id, job_id);
+        assert_eq!(request.job_type, JobType::RefreshPlayer);
+
+        // The worker runs it; the API then shows it succeeded.
+        let runner = spawn_runner(&env, "jobs", env.handler()).await;
+        env.wait_finished(&job_id, Duration::from_secs(20)).await;
+        stop(runner).await;
+        let view: JobView = http
+            .get(format!("{base}/jobs/{job_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view.statuses(), ["queued", "running", "succeeded"]);
+
+        // 404s and bad queries.
+        for path in ["/jobs/nope", "/players/999999/scout", "/teams/999999/scout"] {
+            let response = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 404, "{path}");
+        }
+        for path in ["/jobs?status=bogus", "/jobs", "/players/abc/scout"] {
+            let response = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{path}");
+        }
+
+        // Scout reports of persisted data.
+        let matches = generate_matches(2, 3);
+        env.store.write_matches(&matches).await.unwrap();
+        let account = matches[0].players[0].account_id.unwrap();
+        let answer: Value = http
+            .get(format!("{base}/players/{account}/scout"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["report"]["account_id"], account);
+        assert_eq!(answer["served"], "database");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_wants_the_bearer_token_when_configured() {
+    run(Kind::Sqlite, |env| async move {
+        let base = api_base(&env, Some("s3cret")).await;
+        let http = reqwest::Client::new();
+        let body = json!({"job_type": "scout_report_team", "subject_id": 1});
+        for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+            let mut post = http.post(format!("{base}/jobs")).json(&body);
+            if let Some(auth) = auth {
+                post = post.header("authorization", auth);
+            }
+            assert_eq!(post.send().await.unwrap().status(), 401, "{auth:?}");
+        }
+        let response = http
+            .get(format!("{base}/jobs?status=queued"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let response = http
+            .post(format!("{base}/jobs"))
+            .bearer_auth("s3cret")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Throughput of no-op jobs (figures, not an assertion).
+
+struct Noop;
+
+#[async_trait]
+impl JobExecutor for Noop {
+    async fn execute(&self, _: JobType, _: &JobRecord) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures; run with --ignored --nocapture"]
+async fn noop_job_throughput_of_one_worker() {
+    for kind in [Kind::Postgres, Kind::Sqlite] {
+        run(kind, |env| async move {
+            const JOBS: usize = 2_000;
+            let mut last = String::new();
+            for _ in 0..JOBS {
+                let job = request(JobType::RecomputeHeroPool, 1);
+                last = job.job_id.clone();
+                env.publish(&job).await;
+            }
+            let handler = Arc::new(JobsHandler::new(
+                env.tracker(),
+                Arc::new(Noop),
+                env.config.clone(),
+            ));
+            let started = Instant::now();
+            let runner = spawn_runner(&env, "jobs", handler).await;
+            let started_wait = Instant::now();
+            loop {
+                let done: usize = (0..4)
+                    .map(|p| env.bus.committed("jobs", topics::JOBS, p).unwrap_or(0) as usize)
+                    .sum();
+                if done >= JOBS {
+                    break;
+                }
+                assert!(started_wait.elapsed() < Duration::from_secs(600));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let elapsed = started.elapsed();
+            stop(runner).await;
+            assert_eq!(env.view(&last).await.unwrap().job.status, "succeeded");
+            println!(
+                "{:?}: {JOBS} no-op jobs in {:.2} s: {:.0} jobs/s, {:.2} ms per job \
+                 (one worker, 4 partitions run concurrently; 3 status transactions, \
+                 3 Redis mirror writes, 3 status events per job)",
+                env.kind,
+                elapsed.as_secs_f64(),
+                JOBS as f64 / elapsed.as_secs_f64(),
+                elapsed.as_secs_f64() * 1_000.0 / JOBS as f64,
+            );
+        })
+        .await;
+    }
+}
