@@ -25,8 +25,9 @@ pub struct AppConfig {
     pub database: DatabaseSection,
     pub cache: consumers::cache::CacheConfig,
     pub groups: GroupsSection,
-    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    /// Where `/metrics`, `/healthz`, `/readyz` and the jobs API listen.
     pub observe: ObserveConfig,
+    pub jobs: consumers::jobs::JobsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,16 +72,23 @@ pub enum GroupName {
     Enrich,
     Cache,
     Persist,
+    Jobs,
 }
 
 impl GroupName {
-    pub const ALL: [GroupName; 3] = [GroupName::Enrich, GroupName::Cache, GroupName::Persist];
+    pub const ALL: [GroupName; 4] = [
+        GroupName::Enrich,
+        GroupName::Cache,
+        GroupName::Persist,
+        GroupName::Jobs,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             GroupName::Enrich => "enrich",
             GroupName::Cache => "cache",
             GroupName::Persist => "persist",
+            GroupName::Jobs => "jobs",
         }
     }
 
@@ -90,6 +98,7 @@ impl GroupName {
         match self {
             GroupName::Enrich => of(&[topics::MATCHES]),
             GroupName::Cache | GroupName::Persist => of(&[topics::MATCHES, topics::PLAYERS]),
+            GroupName::Jobs => of(&[topics::JOBS]),
         }
     }
 }
@@ -142,6 +151,8 @@ pub async fn ensure_topics(bus: &dyn Bus, config: &AppConfig) -> anyhow::Result<
         topics::MATCHES,
         topics::PLAYERS,
         topics::MATCHES_ENRICHED,
+        topics::JOBS,
+        topics::JOB_STATUS,
         topics::DEAD_LETTERS,
     ] {
         bus.ensure_topic(topic, config.bus.partitions)
@@ -159,19 +170,21 @@ pub struct GroupSpec {
     pub handler: Arc<dyn Handler>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown`; the returned
-/// readiness is what `/readyz` reports.
+/// Serves `/metrics`, `/healthz`, `/readyz` and `api` until `shutdown`; the
+/// returned readiness is what `/readyz` reports.
 pub async fn start_observability(
     config: &ObserveConfig,
+    api: axum::Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Readiness> {
     let handle = observe::install_recorder();
     let readiness = Readiness::new();
     let listener = observe::bind(config).await?;
-    let served = readiness.clone();
+    let app = observe::router(handle, readiness.clone()).merge(api);
     tokio::spawn(async move {
-        if let Err(err) = observe::serve(listener, handle, served, shutdown).await {
-            tracing::error!(error = %err, "metrics and health endpoints stopped");
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(err) = served.await {
+            tracing::error!(error = %err, "metrics, health and API endpoints stopped");
         }
     });
     Ok(readiness)

@@ -46,12 +46,12 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         .context("opening the database")?;
     let generated = generate_matches(matches, 42);
 
-    let specs = groups::build(&config, bus.clone()).await?;
+    let stop = CancellationToken::new();
+    let specs = groups::build(&config, bus.clone(), &stop).await?;
     let watched: Vec<(String, Vec<String>)> = specs
         .iter()
         .map(|s| (s.id.clone(), s.topics.clone()))
         .collect();
-    let stop = CancellationToken::new();
     let running = tokio::spawn(app::run_groups(
         bus.clone(),
         config.runner.clone(),

@@ -56,7 +56,7 @@ pub async fn run(
 
     let bus = config.bus.connect().await?;
     app::ensure_topics(bus.as_ref(), &config).await?;
-    let specs = groups::build(&config, bus.clone()).await?;
+    let specs = groups::build(&config, bus.clone(), &shutdown).await?;
     let watched: Vec<(String, Vec<String>)> = specs
         .iter()
         .map(|s| (s.id.clone(), s.topics.clone()))

@@ -188,13 +188,16 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             if !chosen.is_empty() {
                 config.groups.enabled = chosen;
             }
-            let readiness = app::start_observability(&config.observe, shutdown.clone()).await?;
-            readiness.register("bus");
-            readiness.register("stores");
             let bus = config.bus.connect().await?;
             app::ensure_topics(bus.as_ref(), &config).await?;
+            let api = groups::jobs_api(&config, &bus).await?;
+            let readiness =
+                app::start_observability(&config.observe, api, shutdown.clone()).await?;
+            // Connected above, so both are ready once the endpoints exist.
+            readiness.register("bus");
             readiness.set("bus", true);
-            let specs = groups::build(&config, bus.clone()).await?;
+            let specs = groups::build(&config, bus.clone(), &shutdown).await?;
+            readiness.register("stores");
             readiness.set("stores", true);
             let watch = app::Watch {
                 readiness: Some(readiness),

@@ -153,11 +153,16 @@ impl Deployment {
 
 /// A plain HTTP/1.0 GET, enough for the metrics and health endpoints.
 fn http_get(port: u16, path: &str) -> (u16, String) {
+    http(port, "GET", path, None)
+}
+
+fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let body = json.unwrap_or("");
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response
@@ -386,6 +391,12 @@ async fn check_cache_and_scout_views(deployment: &Deployment) {
     .await
     .unwrap();
     let scout = ScoutService::new(store, cache);
+    // The jobs API has cached this report already: drop it to read the database path.
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}scout:player:120269134", deployment.cache_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let (report, served) = scout.player_report(120_269_134).await.unwrap().unwrap();
     assert_eq!(served, Served::Database, "first read computes the report");
     assert_eq!((report.games, report.wins), (1, 1));
@@ -421,7 +432,7 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
     let produced = deployment.produce(&fixture_paths(), 2000, 7);
     assert!(String::from_utf8_lossy(&produced.stdout)
         .contains("published 2003 matches and 2 player profiles"));
-    let run = deployment.start("enrich,cache,persist");
+    let run = deployment.start("enrich,cache,persist,jobs");
     let pool = deployment.pool().await;
     // 2 real matches (one of them from two sources) + 2000 generated; 10 players each.
     wait_for_count(&pool, "SELECT count(*) FROM matches", 2002).await;
@@ -459,6 +470,39 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
     let lags = lag_of(&metrics);
     assert_eq!(lags.len(), 8, "a gauge per topic and partition: {lags:?}");
     assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
+    // A scout asks for a report through the jobs API; the jobs group builds it.
+    let (status, body) = http(
+        deployment.observe_port,
+        "POST",
+        "/jobs",
+        Some(r#"{"job_type": "scout_report_player", "subject_id": 120269134}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let job_path = format!("/jobs/{}", job["job_id"].as_str().unwrap());
+    let mut view = serde_json::Value::Null;
+    for _ in 0..120 {
+        view = serde_json::from_str(&http_get(deployment.observe_port, &job_path).1)
+            .unwrap_or_default();
+        if view["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(
+        http(
+            deployment.observe_port,
+            "POST",
+            "/jobs",
+            Some(r#"{"job_type": "nope", "subject_id": 1}"#)
+        )
+        .0,
+        400
+    );
+    let (status, report) = http_get(deployment.observe_port, "/players/120269134/scout");
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("\"games\":1"), "{report}");
     let (stdout, _) = stop(run);
     assert!(
         stdout.contains("group persist: handled 2005, dead-lettered 0"),
