@@ -2,6 +2,8 @@
 //! backend with N generated matches, beside raw baselines measured in the same
 //! run: a raw read of the same topic and a raw COPY of the same player rows.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +32,7 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     pub raw_consume_per_s: Option<f64>,
     pub raw_copy_rows_per_s: Option<f64>,
+    pub samples: Vec<Sample>,
 }
 
 /// Runs the bench on `config`'s bus and database with unique topics and groups.
@@ -44,7 +47,12 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     let store = Store::connect(&config.database.url)
         .await
         .context("opening the database")?;
-    let generated = generate_matches(matches, 42);
+    // Match ids of this run alone, so a database used before cannot blur the figures.
+    let first_id = now_ms() * 1_000;
+    let mut generated = generate_matches(matches, 42);
+    for (i, m) in generated.iter_mut().enumerate() {
+        m.match_id = first_id + i as i64;
+    }
 
     let stop = CancellationToken::new();
     let specs = groups::build(&config, bus.clone(), &stop).await?;
@@ -61,12 +69,20 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     ));
 
     let (cpu_before, started) = (cpu_seconds(), Instant::now());
-    let published_at = publish(bus.as_ref(), &generated).await?;
+    let published = Arc::new(AtomicU64::new(0));
+    let sampler = tokio::spawn(sample(
+        store.clone(),
+        first_id,
+        published.clone(),
+        stop.clone(),
+    ));
+    let published_at = publish(bus.as_ref(), &generated, &published).await?;
     wait_until_caught_up(bus.as_ref(), &watched).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     stop.cancel();
     running.await??;
+    let samples = sampler.await?;
 
     let latencies = persisted_latencies_ms(&store, &published_at).await?;
     let rows = player_rows(&generated);
@@ -83,13 +99,114 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         peak_rss_mib: peak_rss_kib() / 1024.0,
         raw_consume_per_s,
         raw_copy_rows_per_s,
+        samples,
     })
+}
+
+/// One point of the throughput and lag plot.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub seconds: f64,
+    pub handled_per_s: f64,
+    pub lag: u64,
+}
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// Counts persisted matches every [`SAMPLE_EVERY`] (a cheap query, unlike a
+/// broker lag read): the change is the throughput, published minus persisted
+/// is the lag of the whole pipeline.
+async fn sample(
+    store: Store,
+    first_id: i64,
+    published: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> Vec<Sample> {
+    let started = Instant::now();
+    let (mut samples, mut last_handled, mut last_at) = (Vec::new(), 0u64, 0.0);
+    while !stop.is_cancelled() {
+        if let Some(handled) = persisted_matches(&store, first_id).await {
+            let seconds = started.elapsed().as_secs_f64();
+            let lag = published.load(Ordering::Relaxed).saturating_sub(handled);
+            let rate = handled.saturating_sub(last_handled) as f64 / (seconds - last_at).max(1e-3);
+            samples.push(Sample {
+                seconds,
+                handled_per_s: rate,
+                lag,
+            });
+            (last_handled, last_at) = (handled, seconds);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    samples
+}
+
+async fn persisted_matches(store: &Store, first_id: i64) -> Option<u64> {
+    let query = "SELECT count(*) FROM matches WHERE match_id >= $1";
+    let count: i64 = match store {
+        Store::Postgres(pool) => sqlx::query_scalar(query)
+            .bind(first_id)
+            .fetch_one(pool)
+            .await
+            .ok()?,
+        Store::Sqlite(pool) => sqlx::query_scalar(query)
+            .bind(first_id)
+            .fetch_one(pool)
+            .await
+            .ok()?,
+    };
+    u64::try_from(count).ok()
+}
+
+/// A line chart of throughput (left axis) and lag (right axis) over time, as SVG.
+pub fn plot_svg(samples: &[Sample], title: &str) -> String {
+    let (width, height, margin) = (800.0, 400.0, 60.0);
+    let max_t = samples.iter().map(|s| s.seconds).fold(1.0, f64::max);
+    let max_rate = samples.iter().map(|s| s.handled_per_s).fold(1.0, f64::max);
+    let max_lag = samples.iter().map(|s| s.lag as f64).fold(1.0, f64::max);
+    let x = |t: f64| margin + t / max_t * (width - 2.0 * margin);
+    let y = |v: f64, max: f64| height - margin - v / max * (height - 2.0 * margin);
+    let line = |f: &dyn Fn(&Sample) -> (f64, f64)| -> String {
+        samples
+            .iter()
+            .map(|s| {
+                let (px, py) = f(s);
+                format!("{px:.1},{py:.1}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rate = line(&|s| (x(s.seconds), y(s.handled_per_s, max_rate)));
+    let lag = line(&|s| (x(s.seconds), y(s.lag as f64, max_lag)));
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{margin}" y="25" font-size="14">{title}</text>
+<line x1="{margin}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/>
+<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{b}" stroke="black"/>
+<line x1="{r}" y1="{margin}" x2="{r}" y2="{b}" stroke="black"/>
+<text x="{margin}" y="{below}">0 s</text><text x="{r}" y="{below}" text-anchor="end">{max_t:.1} s</text>
+<text x="5" y="{margin}" fill="#1f77b4">{max_rate:.0}/s</text>
+<text x="{rr}" y="{margin}" fill="#d62728">{max_lag:.0}</text>
+<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{rate}"/>
+<polyline fill="none" stroke="#d62728" stroke-width="2" points="{lag}"/>
+<text x="{legend}" y="45" fill="#1f77b4">matches persisted per second</text>
+<text x="{legend}" y="60" fill="#d62728">lag: published, not yet persisted</text>
+</svg>
+"##,
+        b = height - margin,
+        r = width - margin,
+        below = height - margin + 18.0,
+        rr = width - margin + 5.0,
+        legend = width / 2.0,
+    )
 }
 
 /// Publishes in chunks and notes when each match was durable on the bus.
 async fn publish(
     bus: &dyn Bus,
     matches: &[schemas::MatchCompleted],
+    published: &AtomicU64,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
     let publisher = EventPublisher::new(bus.publisher().await?, Encoding::SingleObject);
     let mut published_at = Vec::with_capacity(matches.len());
@@ -97,6 +214,7 @@ async fn publish(
         publisher.publish_matches(chunk).await?;
         let now = now_ms();
         published_at.extend(chunk.iter().map(|m| (m.match_id, now)));
+        published.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     Ok(published_at)
 }

@@ -48,7 +48,10 @@ pub async fn run(
     options: EmbeddedOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<EmbeddedReport> {
-    let mut config = AppConfig::default();
+    // The embedded default is the in-memory bus whatever the environment says;
+    // other settings (cache, runner, jobs) still take SCOUTSTREAM__ overrides.
+    let mut config = AppConfig::load(None)?;
+    config.bus = pipeline::config::BusConfig::default();
     config.database.url = options.database_url.clone();
     config.validate()?;
     let mut report = EmbeddedReport::default();

@@ -75,6 +75,9 @@ enum Command {
         /// Generated matches to push through.
         #[arg(long, default_value_t = 5000)]
         matches: usize,
+        /// Where to write the SVG plot of throughput and lag over time.
+        #[arg(long, default_value = "bench.svg")]
+        plot: PathBuf,
     },
     /// Move a consumer group to the earliest or latest record, or to a time, so it
     /// processes again (or skips) what is on its topics. Stop the group first.
@@ -238,10 +241,20 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             .await?;
             print!("{}", report.render());
         }
-        Command::Bench { config, matches } => {
+        Command::Bench {
+            config,
+            matches,
+            plot,
+        } => {
             let config = AppConfig::load(config.as_deref())?;
             let report = scoutstream::bench::run(config, matches).await?;
             print!("{}", report.render());
+            let title = format!(
+                "scoutstream bench: {matches} matches on {:?}",
+                report.backend
+            );
+            std::fs::write(&plot, scoutstream::bench::plot_svg(&report.samples, &title))?;
+            println!("  plot              {}", plot.display());
         }
         Command::Replay {
             config,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pipeline::internal_events::InternalEvent;
+use pipeline::observe::names;
 
 /// Redis stopped answering: reads and writes go to the in-process cache.
 /// Emitted once per outage, not once per failed operation.
@@ -21,6 +22,8 @@ impl InternalEvent for CacheFallbackActivated<'_> {
             retry_in_ms = self.retry_in.as_millis() as u64,
             "redis unavailable; cache falls back to in-process memory"
         );
+        metrics::counter!(names::CACHE_FALLBACK_ACTIVATIONS_TOTAL).increment(1);
+        metrics::gauge!(names::CACHE_FALLBACK_ACTIVE).set(1.0);
     }
 }
 
@@ -36,6 +39,19 @@ impl InternalEvent for CacheFallbackDeactivated {
             fallback_ms = self.fallback_for.as_millis() as u64,
             "redis available again; cache back on redis"
         );
+        metrics::gauge!(names::CACHE_FALLBACK_ACTIVE).set(0.0);
+    }
+}
+
+/// One read through the cache: a hit in Redis or memory, or a miss. Counted
+/// only (a log line per read would drown the logs).
+pub struct CacheLookedUp {
+    pub result: &'static str,
+}
+
+impl InternalEvent for CacheLookedUp {
+    fn emit(self) {
+        metrics::counter!(names::CACHE_REQUESTS_TOTAL, "result" => self.result).increment(1);
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use pipeline::internal_events::InternalEvent;
 
 use super::config::CacheConfig;
-use super::events::{CacheFallbackActivated, CacheFallbackDeactivated, CacheRedisRejected};
+use super::events::{
+    CacheFallbackActivated, CacheFallbackDeactivated, CacheLookedUp, CacheRedisRejected,
+};
 use super::fallback::{Fallback, Route, Ticket};
 use super::memory::Memory;
 use super::newer::NewerWrite;
@@ -168,11 +170,12 @@ impl Cache {
             Some(value) => Some(value),
             None => self.inner.memory.get(key).await,
         };
-        let counter = match found {
-            Some(_) => &self.inner.counters.hits,
-            None => &self.inner.counters.misses,
+        let (counter, result) = match found {
+            Some(_) => (&self.inner.counters.hits, "hit"),
+            None => (&self.inner.counters.misses, "miss"),
         };
         CacheCounters::bump(counter);
+        CacheLookedUp { result }.emit();
         found
     }
 
