@@ -886,6 +886,88 @@ async fn two_limiters_share_one_limit() {
     let _ = start_us;
 }
 
+/// The worker process of `two_worker_processes_share_one_limit`: this test
+/// binary re-run with `--exact limiter_worker_process --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of two_worker_processes_share_one_limit"]
+async fn limiter_worker_process() {
+    let var = |name: &str| std::env::var(name).unwrap();
+    let mut config = limiter_config(
+        "svc",
+        RateLimit::per_second(var("LIMIT_N").parse().unwrap()),
+        &redis_url(),
+    );
+    config.key_prefix = var("LIMIT_PREFIX");
+    let limiter = RateLimiter::new(&config).unwrap();
+    let until_ms: i64 = var("LIMIT_UNTIL_MS").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_millis((until_ms - now_ms()).max(0) as u64);
+    let grants = hammer(limiter, "svc", 4, deadline).await;
+    let lines: Vec<String> = grants.iter().map(i64::to_string).collect();
+    std::fs::write(var("LIMIT_OUT"), lines.join("\n")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_one_limit() {
+    const N: usize = 20;
+    const SECONDS: usize = 10;
+    let prefix = format!("{}:", unique("sstest-limit-procs-"));
+    let until_ms = now_ms() + 1_000 + SECONDS as i64 * 1_000;
+    let outputs: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| std::env::temp_dir().join(format!("{}-{i}", unique("limit-worker"))))
+        .collect();
+    let children: Vec<std::process::Child> = outputs
+        .iter()
+        .map(|out| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "limiter_worker_process",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("LIMIT_N", N.to_string())
+                .env("LIMIT_PREFIX", &prefix)
+                .env("LIMIT_UNTIL_MS", until_ms.to_string())
+                .env("LIMIT_OUT", out)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a worker process failed");
+    }
+    let per_process: Vec<Vec<i64>> = outputs
+        .iter()
+        .map(|out| {
+            std::fs::read_to_string(out)
+                .unwrap()
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let mut grants: Vec<i64> = per_process.concat();
+    grants.sort_unstable();
+    // Windows on the limiter's (Redis's) clock; the last, partial one is left out.
+    let counts = per_window(&grants, grants[0], SECONDS - 1);
+    println!(
+        "two processes, per-second grants: {counts:?}; per process {:?}",
+        per_process.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(counts.iter().all(|c| *c <= N), "{counts:?} exceed {N}/s");
+    assert!(
+        counts.iter().sum::<usize>() >= (SECONDS - 1) * N * 9 / 10,
+        "{counts:?} far below the limit"
+    );
+    assert!(
+        per_process.iter().all(|g| !g.is_empty()),
+        "both processes got permits"
+    );
+    for out in outputs {
+        std::fs::remove_file(out).ok();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limiter_falls_back_to_a_fraction_when_redis_is_down() {
     const N: u32 = 20;
