@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Create or upgrade the database schema (the groups also do it at start).
+    Migrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print each group's lag per topic and partition, in messages and seconds.
     Lag {
         #[arg(long, short)]
@@ -317,6 +322,12 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Migrate { config } => {
+            let config = AppConfig::load(config.as_deref())?;
+            let store = consumers::persist::Store::connect(&config.database.url).await?;
+            println!("schema of the {} database is up to date", store.backend());
+            store.close().await;
         }
         Command::Lag { config } => {
             let config = AppConfig::load(config.as_deref())?;

@@ -36,6 +36,18 @@ impl ProduceReport {
     }
 }
 
+/// A one-line progress bar on stderr, redrawn in place.
+fn progress(done: usize, total: usize, seconds: f64) {
+    const WIDTH: usize = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    eprint!(
+        "\r[{}{}] {done}/{total} events, {:.0}/s",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled),
+        done as f64 / seconds.max(1e-9)
+    );
+}
+
 pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<ProduceReport> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -64,6 +76,14 @@ pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<Produ
         let published = publisher.publish_ingested(chunk).await?;
         counts.matches += published.matches;
         counts.players += published.players;
+        progress(
+            counts.matches + counts.players,
+            events.len(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    if !events.is_empty() {
+        eprintln!();
     }
     Ok(ProduceReport {
         counts,

@@ -865,3 +865,33 @@ async fn kafka_operators_replay_groups_and_dead_letters() {
 async fn redis_streams_operators_replay_groups_and_dead_letters() {
     operators_replay_groups_and_dead_letters("redis-streams").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_schema_and_is_repeatable() {
+    let deployment = Deployment::new("kafka").await;
+    for _ in 0..2 {
+        let out = run_ok(&deployment, &["migrate"]);
+        assert!(
+            out.contains("schema of the postgres database is up to date"),
+            "{out}"
+        );
+    }
+    let pool = deployment.pool().await;
+    for table in [
+        "matches",
+        "player_matches",
+        "picks_bans",
+        "players",
+        "hero_pool",
+        "jobs",
+    ] {
+        let exists = count(
+            &pool,
+            &format!("SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"),
+        )
+        .await;
+        assert_eq!(exists, 1, "table {table}");
+    }
+    pool.close().await;
+    deployment.drop_database().await;
+}
