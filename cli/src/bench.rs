@@ -68,7 +68,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         stop.clone(),
     ));
 
-    let (cpu_before, started) = (cpu_seconds(), Instant::now());
+    let (cpu_before, started) = (pipeline::baseline::process_cpu_seconds(), Instant::now());
     let published = Arc::new(AtomicU64::new(0));
     let sampler = tokio::spawn(sample(
         store.clone(),
@@ -79,7 +79,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     let published_at = publish(bus.as_ref(), &generated, &published).await?;
     wait_until_caught_up(bus.as_ref(), &watched).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
     stop.cancel();
     running.await??;
     let samples = sampler.await?;
@@ -96,7 +96,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
-        peak_rss_mib: peak_rss_kib() / 1024.0,
+        peak_rss_mib: pipeline::baseline::peak_rss_kib() / 1024.0,
         raw_consume_per_s,
         raw_copy_rows_per_s,
         samples,
@@ -323,34 +323,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// User + system CPU seconds of this process (Linux `/proc/self/stat`).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident memory of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 impl BenchReport {

@@ -30,21 +30,6 @@ impl Handler for Counter {
     }
 }
 
-/// User + system CPU seconds of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn records(events: usize) -> Vec<Record> {
     (0..events)
         .map(|i| Record::new(format!("account-{}", i % 1000), format!("{i:0>100}")))
@@ -80,14 +65,14 @@ async fn measure(bus: &dyn Bus, topic: &str, events: usize) -> Figures {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let (cpu_before, started) = (cpu_seconds(), Instant::now());
+    let (cpu_before, started) = (pipeline::baseline::process_cpu_seconds(), Instant::now());
     let token = shutdown.clone();
     let task = tokio::spawn(async move { runner.run(subscription, token).await });
     while counter.0.load(Ordering::Relaxed) < events {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     Figures {
