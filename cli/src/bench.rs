@@ -48,7 +48,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         .await
         .context("opening the database")?;
     // Match ids of this run alone, so a database used before cannot blur the figures.
-    let first_id = now_ms() * 1_000;
+    let first_id = pipeline::bus::now_ms() * 1_000;
     let mut generated = generate_matches(matches, 42);
     for (i, m) in generated.iter_mut().enumerate() {
         m.match_id = first_id + i as i64;
@@ -212,7 +212,7 @@ async fn publish(
     let mut published_at = Vec::with_capacity(matches.len());
     for chunk in matches.chunks(CHUNK) {
         publisher.publish_matches(chunk).await?;
-        let now = now_ms();
+        let now = pipeline::bus::now_ms();
         published_at.extend(chunk.iter().map(|m| (m.match_id, now)));
         published.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
@@ -317,12 +317,6 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted.get(index).copied()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl BenchReport {

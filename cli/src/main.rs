@@ -269,7 +269,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             yes,
         } => {
             let config = AppConfig::load(config.as_deref())?;
-            let to = operate::parse_reset_to(&to, now_ms())?;
+            let to = operate::parse_reset_to(&to, pipeline::bus::now_ms())?;
             let id = config.group_id(group);
             let topics_in = topic.map_or_else(|| group.topics(), |t| vec![t]);
             confirm(
@@ -365,12 +365,6 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<()> {
         anyhow::bail!("not confirmed; nothing changed (pass --yes to skip the question)");
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn init_logs(json: bool) {

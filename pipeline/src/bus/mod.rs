@@ -239,7 +239,8 @@ pub fn assign_round_robin<P: Clone>(
         .collect()
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
