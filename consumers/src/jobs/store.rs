@@ -184,67 +184,8 @@ pub async fn delete(store: &Store, job_id: &str) -> Result<(), JobError> {
     })
 }
 
-/// Advisory lock class of persist's hero-pool recomputes (`'hpoo'`): taking
-/// the same lock serialises this recompute with persist's writers.
-const HERO_POOL_LOCK_CLASS: i32 = 0x6870_6f6f;
-
-const HERO_POOL_RECOMPUTE: &str = "\
-    INSERT INTO hero_pool (account_id, hero_id, games, wins, last_played) \
-    SELECT account_id, hero_id, COUNT(*), SUM(CASE WHEN won THEN 1 ELSE 0 END), MAX(start_time) \
-    FROM player_matches WHERE account_id = $1 \
-    GROUP BY account_id, hero_id \
-    ON CONFLICT (account_id, hero_id) DO UPDATE SET \
-    games = excluded.games, wins = excluded.wins, last_played = excluded.last_played";
-
-const HERO_POOL_STALE: &str = "\
-    DELETE FROM hero_pool WHERE account_id = $1 AND NOT EXISTS (\
-    SELECT 1 FROM player_matches pm \
-    WHERE pm.account_id = hero_pool.account_id AND pm.hero_id = hero_pool.hero_id)";
-
-/// Recomputes one account's `hero_pool` from `player_matches`, as persist
-/// does on every write (same SQL, same lock), in one transaction. Returns
-/// the hero rows written.
-pub async fn recompute_hero_pool(store: &Store, account_id: i64) -> Result<u64, JobError> {
-    let op = JobError::database;
-    match store {
-        Store::Postgres(pool) => {
-            let mut tx = pool.begin().await.map_err(op("begin"))?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind(HERO_POOL_LOCK_CLASS)
-                .bind((account_id & 0x7fff_ffff) as i32)
-                .execute(&mut *tx)
-                .await
-                .map_err(op("lock account"))?;
-            let written = sqlx::query(HERO_POOL_RECOMPUTE)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(op("hero_pool"))?
-                .rows_affected();
-            sqlx::query(HERO_POOL_STALE)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(op("hero_pool stale rows"))?;
-            tx.commit().await.map_err(op("commit"))?;
-            Ok(written)
-        }
-        Store::Sqlite(pool) => {
-            // SQLite has one writer at a time: the transaction is the lock.
-            let mut tx = pool.begin().await.map_err(op("begin"))?;
-            let written = sqlx::query(HERO_POOL_RECOMPUTE)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(op("hero_pool"))?
-                .rows_affected();
-            sqlx::query(HERO_POOL_STALE)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(op("hero_pool stale rows"))?;
-            tx.commit().await.map_err(op("commit"))?;
-            Ok(written)
-        }
-    }
+/// Recomputes one account's `hero_pool` from `player_matches`, through
+/// persist's own recompute (same SQL, same locks).
+pub async fn recompute_hero_pool(store: &Store, account_id: i64) -> Result<(), JobError> {
+    Ok(store.recompute_hero_pools(&[account_id]).await?)
 }

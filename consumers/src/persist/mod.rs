@@ -265,6 +265,14 @@ impl Store {
         Ok(summary)
     }
 
+    /// Recounts the hero pools of `accounts` from their stored player matches.
+    pub async fn recompute_hero_pools(&self, accounts: &[i64]) -> Result<(), PersistError> {
+        match self {
+            Store::Postgres(pool) => Writer::<Postgres>::recompute_accounts(pool, accounts).await,
+            Store::Sqlite(pool) => Writer::<Sqlite>::recompute_accounts(pool, accounts).await,
+        }
+    }
+
     /// The scout's view of a player; `None` when nothing is known about them.
     pub async fn player_report(
         &self,

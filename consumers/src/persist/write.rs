@@ -115,6 +115,19 @@ where
         Ok(())
     }
 
+    /// Recounts the hero pools of `accounts` alone, under the same locks and
+    /// SQL as [`Writer::write`] (the `recompute_hero_pool` job).
+    pub async fn recompute_accounts(pool: &Pool<DB>, accounts: &[i64]) -> Result<(), PersistError> {
+        let mut tx = DB::begin_write(pool)
+            .await
+            .map_err(PersistError::database("begin"))?;
+        DB::lock_accounts(&mut tx, accounts)
+            .await
+            .map_err(PersistError::database("lock accounts"))?;
+        Self::recompute_hero_pool(&mut tx, accounts).await?;
+        tx.commit().await.map_err(PersistError::database("commit"))
+    }
+
     /// Recounts `hero_pool` of `accounts` from `player_matches`, so the
     /// aggregate is a function of the rows and cannot drift under redelivery.
     async fn recompute_hero_pool(
