@@ -264,18 +264,7 @@ async fn deployment_bus(deployment: &Deployment) -> std::sync::Arc<dyn pipeline:
 }
 
 async fn persist_lag(deployment: &Deployment, group_prefix: &str) -> u64 {
-    let config = pipeline::config::BusConfig {
-        backend: if deployment.backend == "kafka" {
-            pipeline::config::Backend::Kafka
-        } else {
-            pipeline::config::Backend::RedisStreams
-        },
-        topic_prefix: deployment.topic_prefix.clone(),
-        ..pipeline::config::BusConfig::default()
-    };
-    let mut config = config;
-    config.redis.key_prefix = format!("{}streams:", deployment.topic_prefix);
-    let bus = config.connect().await.unwrap();
+    let bus = deployment_bus(deployment).await;
     let topics = ["matches".to_string(), "players".to_string()];
     bus.lag(&format!("{group_prefix}-persist"), &topics)
         .await
