@@ -1,89 +1,52 @@
 #!/usr/bin/env bash
-# Makes sure the servers the tests talk to are up: the Tansu Kafka-protocol broker
-# (installed once into a cache outside the repo), Redis and PostgreSQL. Also installs
-# Prometheus (`prometheus`, `promtool`) without starting it: the observability test
-# starts its own on a free port.
-# Source it or run it; it is idempotent.
+# Installs what is missing and starts what is stopped, for the tests, benchmarks
+# and local runs; idempotent, on a fresh machine and on one that has it all:
+#   - PostgreSQL (Debian) on 127.0.0.1:5432, trust auth for `postgres`, database `test`;
+#   - Redis (Debian) on 127.0.0.1:6379;
+#   - Apache Kafka (Maven Central, KRaft, one node) on 127.0.0.1:9092, see scripts/kafka.sh;
+#   - Prometheus and promtool (Debian), installed only: the dashboard test starts its own.
+# Exits non-zero with a message naming what could not be installed or started.
 set -euo pipefail
 
-TANSU_VERSION=0.6.0
-CACHE_DIR="${SCOUTSTREAM_CACHE_DIR:-$HOME/.cache/scoutstream}"
-TANSU_ROOT="$CACHE_DIR/tansu-$TANSU_VERSION"
-TANSU_BIN="$TANSU_ROOT/bin/tansu"
-KAFKA_PORT=9092
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LOG_DIR="${SCOUTSTREAM_LOG_DIR:-/tmp/scoutstream-services}"
 mkdir -p "$LOG_DIR"
 
 say() { printf 'services: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {
   local port=$1 name=$2
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 150); do
     port_open "$port" && return 0
     sleep 0.2
   done
-  say "$name did not open port $port; see $LOG_DIR"
-  return 1
+  die "$name did not open port $port; see $LOG_DIR"
 }
 
-install_tansu() {
-  if [ -x "$TANSU_BIN" ]; then return 0; fi
-  say "installing tansu $TANSU_VERSION into $TANSU_ROOT (about 11 minutes, once per machine)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
-    --root "$TANSU_ROOT" >"$LOG_DIR/tansu-install.log" 2>&1 || {
-    tail -20 "$LOG_DIR/tansu-install.log" >&2
-    say "tansu install failed"
-    return 1
-  }
-}
-
-start_tansu() {
-  if port_open "$KAFKA_PORT"; then say "kafka-protocol broker already on :$KAFKA_PORT"; return 0; fi
-  install_tansu
-  say "starting tansu on :$KAFKA_PORT"
-  nohup "$TANSU_BIN" broker \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
-  wait_port "$KAFKA_PORT" tansu
-}
-
-start_redis() {
-  if port_open 6379; then return 0; fi
-  if ! command -v redis-server >/dev/null; then
-    say "Redis is not installed: install it (apt-get install redis-server) and run again"
-    return 1
-  fi
-  say "starting redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
-  wait_port 6379 redis
-}
-
-start_postgres() {
-  if port_open 5432; then return 0; fi
-  if ! command -v pg_ctlcluster >/dev/null; then
-    say "PostgreSQL is not installed: install it (apt-get install postgresql) and run again"
-    return 1
-  fi
-  say "starting postgresql"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
-  wait_port 5432 postgresql
-}
-
-install_prometheus() {
-  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return 0; fi
-  say "installing prometheus and promtool (apt)"
-  # The package's init script would start a server on :9090; tests run their own.
+# One `apt-get update` and one install for everything missing.
+install_debian_packages() {
+  local missing=()
+  command -v pg_ctlcluster >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+  command -v mvn >/dev/null || missing+=(maven)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing from Debian: ${missing[*]} (a minute or two, once per machine)"
+  # RUNLEVEL=1 and policy-rc.d: packages must not start their own services; this script does.
+  local policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1; fi
+  local ok=1
   { apt-get update && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-      apt-get install -y --no-install-recommends prometheus; } >"$LOG_DIR/prometheus-install.log" 2>&1 || {
-    tail -20 "$LOG_DIR/prometheus-install.log" >&2
-    say "prometheus install failed"
-    return 1
-  }
+      apt-get install -y --no-install-recommends "${missing[@]}"; } >"$LOG_DIR/apt-install.log" 2>&1 || ok=""
+  [ -n "$ours" ] && rm -f "$policy"
+  if [ -z "$ok" ]; then
+    tail -20 "$LOG_DIR/apt-install.log" >&2
+    die "could not install ${missing[*]} from Debian (log: $LOG_DIR/apt-install.log)"
+  fi
   stop_packaged_prometheus
 }
 
@@ -96,8 +59,59 @@ stop_packaged_prometheus() {
   fi
 }
 
-install_prometheus
-start_redis
+start_redis() {
+  if port_open 6379; then return 0; fi
+  say "starting redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile "$LOG_DIR/redis.log" || die "redis-server failed to start (log: $LOG_DIR/redis.log)"
+  wait_port 6379 redis
+}
+
+postgres_cluster() {
+  local version
+  version="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$version main"; then
+    say "creating PostgreSQL $version cluster 'main'"
+    pg_createcluster "$version" main >"$LOG_DIR/pg-createcluster.log" 2>&1 ||
+      die "pg_createcluster failed (log: $LOG_DIR/pg-createcluster.log)"
+  fi
+  echo "$version"
+}
+
+# Trust for loopback TCP, ahead of the packaged scram rules; a test-only server.
+trust_loopback() {
+  local hba="/etc/postgresql/$1/main/pg_hba.conf"
+  grep -q '^# scoutstream: trust loopback' "$hba" && return 0
+  say "PostgreSQL: trust auth on 127.0.0.1 and ::1 ($hba)"
+  {
+    echo '# scoutstream: trust loopback (test server)'
+    echo 'host all all 127.0.0.1/32 trust'
+    echo 'host all all ::1/128 trust'
+    cat "$hba"
+  } >"$hba.new" && mv "$hba.new" "$hba"
+  chown postgres:postgres "$hba"
+  if pg_ctlcluster "$1" main status >/dev/null 2>&1; then pg_ctlcluster "$1" main reload; fi
+}
+
+start_postgres() {
+  local version
+  version="$(postgres_cluster)"
+  trust_loopback "$version"
+  if ! port_open 5432; then
+    say "starting postgresql $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+      die "PostgreSQL failed to start (log: /var/log/postgresql/postgresql-$version-main.log)"
+    wait_port 5432 postgresql
+  fi
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1; then
+    psql -h 127.0.0.1 -U postgres -d postgres -qc 'create database test' || die "could not create database test"
+  fi
+}
+
+started=$(date +%s)
+install_debian_packages
 start_postgres
-start_tansu
-say "ready: kafka 127.0.0.1:$KAFKA_PORT, redis 127.0.0.1:6379, postgresql 127.0.0.1:5432"
+start_redis
+bash "$HERE/kafka.sh" start
+say "ready after $(( $(date +%s) - started ))s: kafka 127.0.0.1:9092, redis 127.0.0.1:6379, postgresql 127.0.0.1:5432 (database test)"

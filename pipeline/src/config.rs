@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::bus::kafka::{KafkaBus, KafkaConfig};
+use crate::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use crate::bus::memory::MemoryBus;
 use crate::bus::prefixed::PrefixedBus;
 use crate::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
@@ -85,7 +85,11 @@ impl Default for BusConfig {
 pub struct KafkaSection {
     pub brokers: String,
     pub replication_factor: i32,
+    /// Classic protocol only: under `consumer` the broker's
+    /// `group.consumer.session.timeout.ms` applies.
     pub session_timeout_secs: u64,
+    /// `classic` (cooperative-sticky) or `consumer` (KIP-848).
+    pub group_protocol: GroupProtocol,
     pub max_prefetch_kbytes: u32,
     pub enable_idempotence: bool,
     /// Extra librdkafka properties (security, tuning), passed through as given.
@@ -100,6 +104,7 @@ impl Default for KafkaSection {
             brokers: defaults.brokers,
             replication_factor: defaults.replication_factor,
             session_timeout_secs: defaults.session_timeout.as_secs(),
+            group_protocol: defaults.group_protocol,
             max_prefetch_kbytes: defaults.max_prefetch_kbytes,
             enable_idempotence: defaults.enable_idempotence,
             client: BTreeMap::new(),
@@ -232,6 +237,7 @@ impl BusConfig {
                 brokers: self.kafka.brokers.clone(),
                 replication_factor: self.kafka.replication_factor,
                 session_timeout: Duration::from_secs(self.kafka.session_timeout_secs),
+                group_protocol: self.kafka.group_protocol,
                 max_prefetch_kbytes: self.kafka.max_prefetch_kbytes,
                 enable_idempotence: self.kafka.enable_idempotence,
                 client_overrides: self.kafka.client.clone(),
@@ -381,6 +387,7 @@ mod tests {
             env(&[
                 ("SCOUTSTREAM__BUS__PARTITIONS", "12"),
                 ("SCOUTSTREAM__BUS__KAFKA__BROKERS", "k1:9092,k2:9092"),
+                ("SCOUTSTREAM__BUS__KAFKA__GROUP_PROTOCOL", "consumer"),
                 ("OTHER", "x"),
             ]),
         )
@@ -389,6 +396,19 @@ mod tests {
         assert_eq!(sample.bus.backend, Backend::Kafka);
         assert_eq!(sample.bus.partitions, 12);
         assert_eq!(sample.bus.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(sample.bus.kafka.group_protocol, GroupProtocol::Consumer);
+    }
+
+    #[test]
+    fn an_unknown_group_protocol_names_the_field() {
+        let error = load::<Sample>(
+            None,
+            env(&[("SCOUTSTREAM__BUS__KAFKA__GROUP_PROTOCOL", "eager")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`bus.kafka.group_protocol`"), "{error}");
+        assert!(error.contains("classic") && error.contains("consumer"), "{error}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Bus contract: written once, run against every backend (in-memory always,
-//! Kafka against the Tansu broker, Redis Streams against the local Redis).
+//! Apache Kafka with each consumer group protocol, Redis Streams against the
+//! local Redis).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -490,3 +491,4 @@ macro_rules! contract_tests {
 contract_tests!(memory, Backend::Memory);
 contract_tests!(redis_streams, Backend::Redis);
 contract_tests!(kafka, Backend::Kafka);
+contract_tests!(kafka_consumer_protocol, Backend::KafkaConsumerProtocol);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{numbered_records, parse_number, unique, Backend, PARTITIONS};
-use pipeline::bus::kafka::{KafkaBus, KafkaConfig};
+use pipeline::bus::kafka::{GroupProtocol, KafkaBus};
 use pipeline::bus::{Bus, Delivery};
 use pipeline::runner::{Handler, HandlerError, Runner, RunnerConfig};
 use tokio_util::sync::CancellationToken;
@@ -57,14 +57,10 @@ impl Handler for FileSink {
 
 async fn child_bus(backend: &str, prefix: &str) -> Arc<dyn Bus> {
     match backend {
-        "kafka" => Arc::new(
-            KafkaBus::new(KafkaConfig {
-                brokers: common::kafka_brokers(),
-                session_timeout: Duration::from_secs(6),
-                ..KafkaConfig::default()
-            })
-            .unwrap(),
-        ),
+        "kafka" => Arc::new(KafkaBus::new(common::kafka_config(GroupProtocol::Classic)).unwrap()),
+        "kafka-consumer" => {
+            Arc::new(KafkaBus::new(common::kafka_config(GroupProtocol::Consumer)).unwrap())
+        }
         _ => Arc::new(common::redis_bus(prefix).await),
     }
 }
@@ -145,11 +141,12 @@ async fn wait_for_growth(out: &Path, beyond: usize, timeout: Duration) -> usize 
 async fn crash_and_recover(backend: Backend) {
     let (name, prefix) = match backend {
         Backend::Kafka => ("kafka", String::new()),
+        Backend::KafkaConsumerProtocol => ("kafka-consumer", String::new()),
         _ => ("redis", format!("{}:", unique("sscrash"))),
     };
     let bus = match backend {
-        Backend::Kafka => common::bus(Backend::Kafka).await,
-        _ => Arc::new(common::redis_bus(&prefix).await) as Arc<dyn Bus>,
+        Backend::Redis => Arc::new(common::redis_bus(&prefix).await) as Arc<dyn Bus>,
+        kafka => common::bus(kafka).await,
     };
     let topic = unique("crash");
     bus.ensure_topic(&topic, PARTITIONS).await.unwrap();
@@ -207,6 +204,11 @@ async fn crash_and_recover(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_consumer_killed_repeatedly_loses_nothing() {
     crash_and_recover(Backend::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_consumer_protocol_consumer_killed_repeatedly_loses_nothing() {
+    crash_and_recover(Backend::KafkaConsumerProtocol).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

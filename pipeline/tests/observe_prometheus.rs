@@ -1,5 +1,5 @@
 //! Proves the dashboards and alert rules of `deploy/` against a real Prometheus:
-//! runners on Kafka (the local Tansu broker) and Redis Streams handle a trickle
+//! runners on Kafka (the local Apache Kafka broker) and Redis Streams handle a trickle
 //! of traffic (garbage included, so dead letters show) with lag reporters, their
 //! `/metrics` is scraped every second, and then every panel expression of every
 //! dashboard must return data and every alert rule must evaluate. `promtool`

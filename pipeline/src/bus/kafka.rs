@@ -31,12 +31,27 @@ use super::{
     ResetPosition, ResetTo, Subscription,
 };
 
+/// Which consumer group protocol members speak (`group.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The classic protocol, with cooperative-sticky assignment on the client.
+    #[default]
+    Classic,
+    /// KIP-848: the broker assigns and keeps the session timeout (Kafka 4.0+).
+    Consumer,
+}
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub replication_factor: i32,
-    /// A member silent for this long is dropped from its group by the broker.
+    /// Classic protocol: a member silent for this long is dropped from its group
+    /// by the broker, and a member that cannot reach the coordinator for this
+    /// long declares its partitions lost and re-reads what it had not committed.
+    /// Kafka's own default (45 s) rides out a broker restart without redelivery.
     pub session_timeout: Duration,
+    pub group_protocol: GroupProtocol,
     /// Upper bound of prefetched messages held in memory per consumer.
     pub max_prefetch_kbytes: u32,
     pub enable_idempotence: bool,
@@ -49,7 +64,8 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:9092".into(),
             replication_factor: 1,
-            session_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(45),
+            group_protocol: GroupProtocol::Classic,
             max_prefetch_kbytes: 16 * 1024,
             enable_idempotence: true,
             client_overrides: BTreeMap::new(),
@@ -79,6 +95,24 @@ impl KafkaBus {
             client.set(key, value);
         }
         client
+    }
+
+    /// Under KIP-848 the broker owns assignment and session timeouts, and
+    /// librdkafka refuses the classic protocol's client-side settings.
+    fn set_group_protocol(&self, client: &mut ClientConfig) {
+        match self.config.group_protocol {
+            GroupProtocol::Consumer => {
+                client.set("group.protocol", "consumer");
+            }
+            GroupProtocol::Classic => {
+                let session_ms = self.config.session_timeout.as_millis();
+                client
+                    .set("group.protocol", "classic")
+                    .set("partition.assignment.strategy", "cooperative-sticky")
+                    .set("session.timeout.ms", session_ms.to_string())
+                    .set("heartbeat.interval.ms", (session_ms / 4).max(100).to_string());
+            }
+        }
     }
 
     /// Low and high watermark of a partition, for lag and tests.
@@ -173,21 +207,11 @@ impl Bus for KafkaBus {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set(
-                "session.timeout.ms",
-                self.config.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                (self.config.session_timeout.as_millis() / 4)
-                    .max(100)
-                    .to_string(),
-            )
             .set(
                 "queued.max.messages.kbytes",
                 self.config.max_prefetch_kbytes.to_string(),
             );
+        self.set_group_protocol(&mut client);
         for (key, value) in &self.config.client_overrides {
             client.set(key, value);
         }

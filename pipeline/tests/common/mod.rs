@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline::bus::kafka::{KafkaBus, KafkaConfig};
+use pipeline::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
 use pipeline::bus::{Bus, Delivery, Record};
@@ -17,7 +17,10 @@ pub const PARTITIONS: u32 = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
+    /// Apache Kafka, classic group protocol (cooperative-sticky).
     Kafka,
+    /// Apache Kafka, the KIP-848 `consumer` group protocol.
+    KafkaConsumerProtocol,
     Redis,
 }
 
@@ -42,20 +45,22 @@ pub async fn bus(backend: Backend) -> Arc<dyn Bus> {
     init_logs();
     match backend {
         Backend::Memory => Arc::new(MemoryBus::new(PARTITIONS)),
-        Backend::Kafka => Arc::new(KafkaBus::new(kafka_config()).unwrap()),
+        Backend::Kafka => Arc::new(KafkaBus::new(kafka_config(GroupProtocol::Classic)).unwrap()),
+        Backend::KafkaConsumerProtocol => {
+            Arc::new(KafkaBus::new(kafka_config(GroupProtocol::Consumer)).unwrap())
+        }
         Backend::Redis => Arc::new(redis_bus(&format!("{}:", unique("sstest"))).await),
     }
 }
 
-/// Kafka settings for tests against Tansu 0.6. Tansu cannot serve a fetch that
-/// starts inside a multi-record batch (a consumer resuming from a committed offset
-/// in the middle of one gets nothing more from that partition), so test producers
-/// write one record per batch. Real Kafka needs no such setting.
-pub fn kafka_config() -> KafkaConfig {
+/// Kafka settings a user would have (batching on), with a short session timeout
+/// so dead members are noticed within seconds. Under the `consumer` protocol the
+/// test broker's `group.consumer.session.timeout.ms` (10 s) applies instead.
+pub fn kafka_config(group_protocol: GroupProtocol) -> KafkaConfig {
     KafkaConfig {
         brokers: kafka_brokers(),
         session_timeout: Duration::from_secs(6),
-        client_overrides: [("batch.num.messages".to_string(), "1".to_string())].into(),
+        group_protocol,
         ..KafkaConfig::default()
     }
 }

@@ -1,0 +1,323 @@
+//! The harness of the binary's tests: an isolated deployment (its own topics,
+//! groups, database and cache keys) driven through the real `scoutstream` binary.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+pub const FIXTURES: [&str; 5] = [
+    "details_api.json",
+    "details_api_pro.json",
+    "retriever_match.json",
+    "retriever_player.json",
+    "summaries_api.json",
+];
+pub const WAIT: Duration = Duration::from_secs(180);
+
+pub fn unique(name: &str) -> String {
+    format!("{name}{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+pub fn fixture_paths() -> Vec<String> {
+    let dir = producers::ingest::shared_data_dir().join("opendota");
+    FIXTURES
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect()
+}
+
+pub fn database_admin_url() -> String {
+    std::env::var("SCOUTSTREAM_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One isolated deployment: its own topics, group ids, database and cache keys.
+pub struct Deployment {
+    pub backend: &'static str,
+    pub topic_prefix: String,
+    pub group_prefix: String,
+    pub database: String,
+    pub database_url: String,
+    pub cache_prefix: String,
+    pub cache_redis_url: String,
+    pub observe_port: u16,
+}
+
+impl Deployment {
+    pub async fn new(backend: &'static str) -> Self {
+        let database = unique("sse2e_");
+        let mut admin = PgConnection::connect(&database_admin_url()).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = database_admin_url();
+        let database_url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+        Self {
+            backend,
+            topic_prefix: format!("{}.", unique("e2e")),
+            group_prefix: unique("g"),
+            database,
+            database_url,
+            cache_prefix: format!("{}:", unique("sse2e-cache")),
+            cache_redis_url: redis_url(),
+            observe_port: free_port(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scoutstream"));
+        command
+            .args(args)
+            .env("SCOUTSTREAM__BUS__BACKEND", self.backend)
+            .env("SCOUTSTREAM__BUS__TOPIC_PREFIX", &self.topic_prefix)
+            .env(
+                "SCOUTSTREAM__BUS__REDIS__KEY_PREFIX",
+                format!("{}streams:", self.topic_prefix),
+            )
+            .env("SCOUTSTREAM__BUS__REDIS__URL", redis_url())
+            .env("SCOUTSTREAM__BUS__REDIS__SESSION_TIMEOUT_SECS", "3")
+            .env("SCOUTSTREAM__BUS__REDIS__CLAIM_IDLE_SECS", "2")
+            .env(
+                "SCOUTSTREAM__BUS__KAFKA__BROKERS",
+                std::env::var("SCOUTSTREAM_KAFKA_BROKERS")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            )
+            .env("SCOUTSTREAM__BUS__KAFKA__SESSION_TIMEOUT_SECS", "6")
+            .env("SCOUTSTREAM__GROUPS__ID_PREFIX", &self.group_prefix)
+            .env("SCOUTSTREAM__DATABASE__URL", &self.database_url)
+            .env("SCOUTSTREAM__CACHE__KEY_PREFIX", &self.cache_prefix)
+            .env("SCOUTSTREAM__CACHE__REDIS_URL", &self.cache_redis_url)
+            .env("SCOUTSTREAM__CACHE__REDIS_RETRY_INTERVAL_MS", "500")
+            .env("SCOUTSTREAM__RUNNER__BATCH_SIZE", "200")
+            .env(
+                "SCOUTSTREAM__OBSERVE__BIND",
+                format!("127.0.0.1:{}", self.observe_port),
+            )
+            .env("SCOUTSTREAM__GROUPS__LAG_REPORT_INTERVAL_SECS", "1")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    pub fn produce(&self, files: &[String], generate: usize, seed: u64) -> Output {
+        let generate = generate.to_string();
+        let seed = seed.to_string();
+        let mut args = vec!["produce", "--generate", &generate, "--seed", &seed];
+        args.extend(files.iter().map(String::as_str));
+        let output = self.command(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "produce failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    pub fn start(&self, groups: &str) -> Child {
+        self.command(&["run", "--groups", groups])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.database_url).await.unwrap()
+    }
+
+    pub async fn drop_database(self) {
+        let mut admin = PgConnection::connect(&database_admin_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// A plain HTTP/1.0 GET, enough for the metrics and health endpoints.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http(port, "GET", path, None)
+}
+
+pub fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let body = json.unwrap_or("");
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// SIGTERM, then the run must drain, commit and exit 0; returns its stdout and stderr.
+pub fn stop(child: Child) -> (String, String) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    );
+    assert!(output.status.success(), "run did not exit cleanly: {err}");
+    (out, err)
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    // Before the first run migrates, the tables do not exist yet: count nothing.
+    sqlx::query(sql)
+        .fetch_one(pool)
+        .await
+        .map(|r| r.get::<i64, _>(0))
+        .unwrap_or(0)
+}
+
+pub async fn wait_for_count(pool: &PgPool, sql: &str, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = 0;
+    while tokio::time::Instant::now() < deadline {
+        seen = count(pool, sql).await;
+        if seen >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, expected, "{sql}");
+}
+
+pub async fn wait_for_at_least(pool: &PgPool, sql: &str, expected: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count(pool, sql).await < expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        count(pool, sql).await >= expected,
+        "{sql} never reached {expected}"
+    );
+}
+
+pub async fn deployment_bus(deployment: &Deployment) -> std::sync::Arc<dyn pipeline::bus::Bus> {
+    let mut config = pipeline::config::BusConfig {
+        backend: if deployment.backend == "kafka" {
+            pipeline::config::Backend::Kafka
+        } else {
+            pipeline::config::Backend::RedisStreams
+        },
+        topic_prefix: deployment.topic_prefix.clone(),
+        ..pipeline::config::BusConfig::default()
+    };
+    config.redis.key_prefix = format!("{}streams:", deployment.topic_prefix);
+    config.connect().await.unwrap()
+}
+
+pub async fn persist_lag(deployment: &Deployment, group_prefix: &str) -> u64 {
+    let bus = deployment_bus(deployment).await;
+    let topics = ["matches".to_string(), "players".to_string()];
+    bus.lag(&format!("{group_prefix}-persist"), &topics)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.messages)
+        .sum()
+}
+
+pub async fn wait_for_zero_lag(deployment: &Deployment, group_prefix: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if persist_lag(deployment, group_prefix).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("group {group_prefix}-persist did not catch up");
+}
+
+/// A redis-server of the test's own, on a free port, that the test can kill.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        std::thread::sleep(Duration::from_millis(300));
+        Self { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn run_ok(deployment: &Deployment, args: &[&str]) -> String {
+    let output = deployment
+        .command(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Runs the persist group until it has caught up, then stops it; returns its report.
+pub async fn persist_until_caught_up(deployment: &Deployment) -> String {
+    let run = deployment.start("persist");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_zero_lag(deployment, &deployment.group_prefix).await;
+    stop(run).0
+}
+

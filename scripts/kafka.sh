@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The local Apache Kafka node (KRaft, broker + controller) the tests, benchmarks
+# and local runs use, on 127.0.0.1:9092.
+#
+#   scripts/kafka.sh install   resolve the broker's jars from Maven Central into the cache
+#   scripts/kafka.sh start     install if needed, format once, start, wait for metadata
+#   scripts/kafka.sh stop      SIGTERM, wait for a clean shutdown
+#   scripts/kafka.sh kill      SIGKILL (tests use it to crash the broker)
+#   scripts/kafka.sh pid       print the running broker's pid
+#
+# Jars live in $SCOUTSTREAM_CACHE_DIR/kafka-<version>/libs (default ~/.cache/scoutstream);
+# data, pid and the broker's log (server.log) in $SCOUTSTREAM_KAFKA_STATE_DIR (default
+# /tmp/scoutstream-services/kafka). A test that kills the broker starts a private one
+# with its own state dir and ports (SCOUTSTREAM_KAFKA_PORT, _CONTROLLER_PORT, _HEAP).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
+CACHE_DIR="${SCOUTSTREAM_CACHE_DIR:-$HOME/.cache/scoutstream}"
+KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
+LOG_DIR="${SCOUTSTREAM_LOG_DIR:-/tmp/scoutstream-services}"
+STATE_DIR="${SCOUTSTREAM_KAFKA_STATE_DIR:-$LOG_DIR/kafka}"
+DATA_DIR="$STATE_DIR/data"
+PID_FILE="$STATE_DIR/kafka.pid"
+LOG_FILE="$STATE_DIR/server.log"
+PORT="${SCOUTSTREAM_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${SCOUTSTREAM_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+HEAP="${SCOUTSTREAM_KAFKA_HEAP:-1g}"
+START_TIMEOUT_SECS=120
+
+say() { printf 'kafka: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+  [ -f "$PID_FILE" ] || return 1
+  local pid
+  pid="$(cat "$PID_FILE")"
+  kill -0 "$pid" 2>/dev/null && grep -q 'kafka.Kafka' "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+java_bin() {
+  command -v java >/dev/null || die "java not found: Apache Kafka $KAFKA_VERSION needs Java 17 or newer"
+  echo java
+}
+
+tool() {
+  "$(java_bin)" -Xmx256m -Dlog4j2.configurationFile="$HERE/kafka/tools-log4j2.properties" \
+    -cp "$KAFKA_HOME/libs/*" "$@"
+}
+
+install() {
+  if [ -f "$KAFKA_HOME/.installed" ]; then return 0; fi
+  command -v mvn >/dev/null || die "mvn not found: Maven resolves the broker's jars from Maven Central"
+  say "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME (about 1 minute, once per machine)"
+  mkdir -p "$LOG_DIR"
+  rm -rf "$KAFKA_HOME/libs"
+  if ! mvn -B -q -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs" >"$LOG_DIR/kafka-install.log" 2>&1; then
+    tail -30 "$LOG_DIR/kafka-install.log" >&2
+    die "could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION from Maven Central (log: $LOG_DIR/kafka-install.log)"
+  fi
+  [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ] || die "kafka_2.13-$KAFKA_VERSION.jar missing after resolution"
+  touch "$KAFKA_HOME/.installed"
+}
+
+# Data of a previous boot of this machine is test debris: start that broker empty.
+format_once() {
+  local boot_id
+  boot_id="$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)"
+  if [ -f "$DATA_DIR/meta.properties" ] && [ "$(cat "$STATE_DIR/boot_id" 2>/dev/null)" = "$boot_id" ]; then
+    return 0
+  fi
+  rm -rf "$DATA_DIR"
+  mkdir -p "$DATA_DIR"
+  local cluster_id
+  cluster_id="$(tool kafka.tools.StorageTool random-uuid)"
+  tool kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" >/dev/null ||
+    die "formatting $DATA_DIR failed"
+  echo "$boot_id" >"$STATE_DIR/boot_id"
+  say "formatted $DATA_DIR (cluster $cluster_id)"
+}
+
+wait_for_metadata() {
+  local started=$1 pid=$2
+  until port_open "$PORT" && tool org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "127.0.0.1:$PORT" --list >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || { tail -30 "$LOG_FILE" >&2; die "the broker exited during start-up (log: $LOG_FILE)"; }
+    [ $(( $(date +%s) - started )) -lt "$START_TIMEOUT_SECS" ] ||
+      { tail -30 "$LOG_FILE" >&2; die "no metadata answer within ${START_TIMEOUT_SECS}s (log: $LOG_FILE)"; }
+    sleep 0.5
+  done
+}
+
+start() {
+  if pid="$(running_pid)"; then say "already running (pid $pid) on 127.0.0.1:$PORT"; return 0; fi
+  port_open "$PORT" && die "port $PORT is taken by another process; stop it first"
+  install
+  mkdir -p "$STATE_DIR"
+  sed -e "s:@DATA_DIR@:$DATA_DIR:" -e "s/@PORT@/$PORT/g" -e "s/@CONTROLLER_PORT@/$CONTROLLER_PORT/g" \
+    "$HERE/kafka/server.properties" >"$STATE_DIR/server.properties"
+  sed "s:@LOG_FILE@:$LOG_FILE:" "$HERE/kafka/log4j2.properties" >"$STATE_DIR/log4j2.properties"
+  format_once
+  local started
+  started="$(date +%s)"
+  # setsid: the broker outlives the shell (and test process) that started it.
+  setsid nohup "$(java_bin)" -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
+    -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$STATE_DIR/server.properties" \
+    >"$STATE_DIR/stdout.log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid" >"$PID_FILE"
+  wait_for_metadata "$started" "$pid"
+  say "Apache Kafka $KAFKA_VERSION serving metadata on 127.0.0.1:$PORT after $(( $(date +%s) - started ))s (pid $pid, log $LOG_FILE)"
+}
+
+stop_with() {
+  local signal=$1 pid
+  pid="$(running_pid)" || { say "not running"; return 0; }
+  kill "-$signal" "$pid"
+  for _ in $(seq 1 600); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; say "stopped (SIG$signal)"; return 0; }
+    sleep 0.1
+  done
+  die "pid $pid still alive 60s after SIG$signal"
+}
+
+case "${1:-start}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_with TERM ;;
+  kill) stop_with KILL ;;
+  pid) running_pid || exit 1 ;;
+  *) die "usage: $0 install|start|stop|kill|pid" ;;
+esac
