@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: starts what the tests need, then runs every test.
+# The one test command: installs and starts what the tests need
+# (scripts/services.sh), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,16 @@ export RUST_LOG="${RUST_LOG:-warn}"
 
 if command -v cargo-nextest >/dev/null; then
   # Two cores: two tests at a time keeps broker-timing tests honest.
-  cargo nextest run --workspace --no-fail-fast --test-threads 2 "$@"
-else
-  cargo test --workspace --no-fail-fast -- --test-threads 2 "$@"
+  exec cargo nextest run --workspace --no-fail-fast --test-threads 2 "$@"
 fi
+
+# libtest prints one result line per test binary; the last line adds them up.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast --lib --bins --tests -- --test-threads 2 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { passed += $4; failed += $6; skipped += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$log"
+exit "$status"

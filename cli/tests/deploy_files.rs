@@ -251,3 +251,25 @@ fn probes_answer(deploy: &Value, dir: &Path) {
         }
     }
 }
+
+/// The Kafka version the tests run (scripts/kafka/pom.xml) is the one users deploy.
+#[test]
+fn compose_runs_the_kafka_version_the_tests_use() {
+    let pom = std::fs::read_to_string(repo().join("scripts/kafka/pom.xml")).unwrap();
+    let version = pom
+        .split_once("<kafka.version>")
+        .and_then(|(_, rest)| rest.split_once("</kafka.version>"))
+        .map(|(version, _)| version.trim().to_string())
+        .unwrap();
+    assert!(version.starts_with("4."), "Kafka 4.x: {version}");
+    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let images: Vec<&str> = compose
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("image: apache/kafka:"))
+        .collect();
+    assert!(!images.is_empty(), "docker-compose.yml runs apache/kafka");
+    assert!(
+        images.iter().all(|tag| *tag == version),
+        "compose images {images:?} != tested {version}"
+    );
+}
