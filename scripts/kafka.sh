@@ -11,7 +11,8 @@
 # Jars live in $SCOUTSTREAM_CACHE_DIR/kafka-<version>/libs (default ~/.cache/scoutstream);
 # data, pid and the broker's log (server.log) in $SCOUTSTREAM_KAFKA_STATE_DIR (default
 # /tmp/scoutstream-services/kafka). A test that kills the broker starts a private one
-# with its own state dir and ports (SCOUTSTREAM_KAFKA_PORT, _CONTROLLER_PORT, _HEAP).
+# with its own state dir and ports (SCOUTSTREAM_KAFKA_PORT, _CONTROLLER_PORT, _HEAP),
+# tied to its own lifetime by SCOUTSTREAM_KAFKA_OWNER_PID.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -94,6 +95,14 @@ wait_for_metadata() {
   done
 }
 
+# A private broker dies with the process that owns it (SCOUTSTREAM_KAFKA_OWNER_PID),
+# even when that process is killed before it can stop the broker itself.
+watch_owner() {
+  [ -n "${SCOUTSTREAM_KAFKA_OWNER_PID:-}" ] || return 0
+  setsid nohup bash -c 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 2; done
+    kill -9 "$2" 2>/dev/null' _ "$SCOUTSTREAM_KAFKA_OWNER_PID" "$1" >/dev/null 2>&1 </dev/null &
+}
+
 start() {
   if pid="$(running_pid)"; then say "already running (pid $pid) on 127.0.0.1:$PORT"; return 0; fi
   port_open "$PORT" && die "port $PORT is taken by another process; stop it first"
@@ -113,6 +122,7 @@ start() {
     >"$STATE_DIR/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$PID_FILE"
+  watch_owner "$pid"
   wait_for_metadata "$started" "$pid"
   say "Apache Kafka $KAFKA_VERSION serving metadata on 127.0.0.1:$PORT after $(( $(date +%s) - started ))s (pid $pid, log $LOG_FILE)"
 }

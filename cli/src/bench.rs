@@ -1,6 +1,7 @@
 //! `scoutstream bench`: the whole pipeline (enrich, cache, persist) on one
 //! backend with N generated matches, beside raw baselines measured in the same
-//! run: a raw read of the same topic and a raw COPY of the same player rows.
+//! run: a raw librdkafka produce of the same records (Kafka), a raw read of the
+//! same topic and a raw COPY of the same player rows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,12 +26,17 @@ pub struct BenchReport {
     pub backend: Backend,
     pub matches: usize,
     pub events_per_s: f64,
+    /// Our publish rate, measured while the groups were consuming.
+    pub publish_per_s: f64,
+    /// Our bus publishing the same records alone, right before the raw producer.
+    pub publish_alone_per_s: Option<f64>,
     pub player_rows_per_s: f64,
     pub cpu_s_per_1000_events: f64,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub peak_rss_mib: f64,
     pub raw_consume_per_s: Option<f64>,
+    pub raw_produce_per_s: Option<f64>,
     pub raw_copy_rows_per_s: Option<f64>,
     pub samples: Vec<Sample>,
 }
@@ -76,7 +82,9 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         published.clone(),
         stop.clone(),
     ));
+    let publish_started = Instant::now();
     let published_at = publish(bus.as_ref(), &generated, &published).await?;
+    let publish_per_s = matches as f64 / publish_started.elapsed().as_secs_f64();
     wait_until_caught_up(bus.as_ref(), &watched).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
@@ -88,16 +96,24 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     let rows = player_rows(&generated);
     let raw_copy_rows_per_s = raw_copy(&store, &rows).await?;
     let raw_consume_per_s = raw_consume(&config, matches).await?;
+    let (publish_alone_per_s, raw_produce_per_s) =
+        match produce_alone(bus.as_ref(), &config, &generated).await? {
+            Some((ours, raw)) => (Some(ours), Some(raw)),
+            None => (None, None),
+        };
     Ok(BenchReport {
         backend: config.bus.backend,
         matches,
         events_per_s: matches as f64 / elapsed,
+        publish_per_s,
+        publish_alone_per_s,
         player_rows_per_s: rows.len() as f64 / elapsed,
         cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
         peak_rss_mib: pipeline::baseline::peak_rss_kib() / 1024.0,
         raw_consume_per_s,
+        raw_produce_per_s,
         raw_copy_rows_per_s,
         samples,
     })
@@ -311,6 +327,44 @@ async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Result<Option
     })
 }
 
+/// Once the groups have stopped: the same encoded, keyed records published by
+/// our bus and then by a bare librdkafka producer, each to a topic of its own.
+/// Returns (ours, raw) records per second.
+async fn produce_alone(
+    bus: &dyn Bus,
+    config: &AppConfig,
+    matches: &[schemas::MatchCompleted],
+) -> anyhow::Result<Option<(f64, f64)>> {
+    if config.bus.backend != Backend::Kafka {
+        return Ok(None);
+    }
+    let codec = schemas::Codec::default();
+    let records = matches
+        .iter()
+        .map(|m| {
+            let payload = codec.encode(m, Encoding::SingleObject)?;
+            Ok(pipeline::bus::Record::new(
+                topics::match_key(m.match_id),
+                payload,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    bus.ensure_topic("ours-produce", config.bus.partitions)
+        .await?;
+    let publisher = bus.publisher().await?;
+    let started = Instant::now();
+    for chunk in records.chunks(CHUNK) {
+        publisher.publish_batch("ours-produce", chunk).await?;
+    }
+    let ours = records.len() as f64 / started.elapsed().as_secs_f64();
+    bus.ensure_topic("raw-produce", config.bus.partitions)
+        .await?;
+    let topic = format!("{}raw-produce", config.bus.topic_prefix);
+    let brokers = &config.bus.kafka.brokers;
+    let raw = pipeline::baseline::raw_kafka_produce(brokers, &topic, &records, CHUNK).await?;
+    Ok(Some((ours, raw)))
+}
+
 fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -332,6 +386,11 @@ impl BenchReport {
             self.backend,
             GroupName::ALL.map(GroupName::as_str).join("+")
         );
+        out.push_str(&format!(
+            "  publish (beside the groups) {:>10.0} events/s\n",
+            self.publish_per_s
+        ));
+        out.push_str(&format!("  publish (alone)   {:>10} events/s   raw produce of the same records {:>8}   ratio {}\n", opt(self.publish_alone_per_s, ""), opt(self.raw_produce_per_s, "/s"), self.publish_alone_per_s.map_or("n/a".into(), |ours| ratio(ours, self.raw_produce_per_s))));
         out.push_str(&format!("  end to end        {:>10.0} events/s   raw consume of the same topic {:>10}   ratio {}\n", self.events_per_s, opt(self.raw_consume_per_s, "/s"), ratio(self.events_per_s, self.raw_consume_per_s)));
         out.push_str(&format!("  player rows       {:>10.0} rows/s     raw COPY of the same rows     {:>10}   ratio {}\n", self.player_rows_per_s, opt(self.raw_copy_rows_per_s, "/s"), ratio(self.player_rows_per_s, self.raw_copy_rows_per_s)));
         out.push_str(&format!(

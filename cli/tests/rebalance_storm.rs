@@ -29,7 +29,10 @@ fn start_member(deployment: &Deployment, group_protocol: &str) -> Child {
         .env("SCOUTSTREAM__BUS__KAFKA__GROUP_PROTOCOL", group_protocol)
         .env("SCOUTSTREAM__BUS__PARTITIONS", PARTITIONS.to_string())
         // Three processes on one host: only the first binds the metrics port.
-        .env("SCOUTSTREAM__OBSERVE__BIND", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "SCOUTSTREAM__OBSERVE__BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -83,7 +86,7 @@ async fn rebalance_storm(group_protocol: &'static str) {
         tokio::time::sleep(MEMBERSHIP_CHANGE_EVERY).await;
         let member = &mut members[changes % 3];
         match member.child.take() {
-            Some(child) => leave(child, changes % 2 == 0),
+            Some(child) => leave(child, changes.is_multiple_of(2)),
             None => member.child = Some(start_member(&deployment, group_protocol)),
         }
         changes += 1;
@@ -120,7 +123,9 @@ async fn rebalance_storm(group_protocol: &'static str) {
         STORM
     );
     assert_eq!(
-        lag.iter().filter(|l| l.topic.ends_with(topics::MATCHES)).count(),
+        lag.iter()
+            .filter(|l| l.topic.ends_with(topics::MATCHES))
+            .count(),
         PARTITIONS as usize,
         "every matches partition has a committed position"
     );
@@ -137,7 +142,11 @@ async fn rebalance_storm(group_protocol: &'static str) {
         players,
         "no player row persisted twice"
     );
-    let games = count(&pool, "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool").await;
+    let games = count(
+        &pool,
+        "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool",
+    )
+    .await;
     let known = count(
         &pool,
         "SELECT count(*) FROM player_matches WHERE account_id IS NOT NULL",

@@ -1,6 +1,8 @@
 //! Bus benchmark: events/s for produce and consume on each backend, beside a
 //! raw baseline on the same server in the same run, so our layer's overhead
-//! shows as a ratio. Run: `cargo bench -p pipeline --bench bus [-- EVENTS]`.
+//! shows as a ratio. Consume rates count from the first event received (group
+//! join excluded); Kafka runs three alternating rounds per group protocol and
+//! shows the medians. Run: `cargo bench -p pipeline --bench bus [-- EVENTS]`.
 //! Needs the servers of `scripts/services.sh`.
 #![allow(clippy::unwrap_used)]
 
@@ -9,12 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pipeline::bus::kafka::{KafkaBus, KafkaConfig};
+use pipeline::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
 use pipeline::bus::{Bus, Delivery, Record};
 use pipeline::runner::{Handler, HandlerError, Runner, RunnerConfig};
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: u32 = 4;
@@ -65,48 +66,32 @@ async fn measure(bus: &dyn Bus, topic: &str, events: usize) -> Figures {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let (cpu_before, started) = (pipeline::baseline::process_cpu_seconds(), Instant::now());
     let token = shutdown.clone();
     let task = tokio::spawn(async move { runner.run(subscription, token).await });
-    while counter.0.load(Ordering::Relaxed) < events {
+    // The clock starts at the first event handled: joining the group is not
+    // throughput, and the raw baselines do not join one.
+    let handled = || counter.0.load(Ordering::Relaxed);
+    while handled() == 0 {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let (cpu_before, started, first) = (
+        pipeline::baseline::process_cpu_seconds(),
+        Instant::now(),
+        handled(),
+    );
+    while handled() < events {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
     shutdown.cancel();
     task.await.unwrap().unwrap();
+    let timed = (events - first) as f64;
     Figures {
         produce_per_s,
-        consume_per_s: events as f64 / elapsed,
-        consume_cpu_us_per_event: cpu * 1e6 / events as f64,
+        consume_per_s: timed / elapsed,
+        consume_cpu_us_per_event: cpu * 1e6 / timed,
     }
-}
-
-/// Raw librdkafka produce of the same records with the same producer settings.
-async fn raw_kafka_produce(brokers: &str, topic: &str, events: usize) -> f64 {
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    let all = records(events);
-    let started = Instant::now();
-    for chunk in all.chunks(PUBLISH_CHUNK) {
-        let sends = chunk.iter().map(|r| {
-            producer.send(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&r.key)
-                    .payload(&r.payload),
-                Duration::from_secs(60),
-            )
-        });
-        for result in futures::future::join_all(sends).await {
-            result.unwrap();
-        }
-    }
-    events as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Raw Redis: XADD pipelines, then XREADGROUP + XACK with a fresh group.
@@ -238,27 +223,64 @@ async fn main() {
         Some(raw_consume),
     );
 
-    let kafka = KafkaBus::new(KafkaConfig {
-        brokers: brokers.clone(),
-        ..KafkaConfig::default()
-    })
-    .unwrap();
-    let topic = format!("bench-{run}");
-    let figures = measure(&kafka, &topic, events).await;
-    let raw_topic = format!("bench-raw-{run}");
-    kafka.ensure_topic(&raw_topic, PARTITIONS).await.unwrap();
-    let raw_produce = raw_kafka_produce(&brokers, &raw_topic, events).await;
-    let raw_consume = tokio::task::spawn_blocking(move || {
-        pipeline::baseline::raw_kafka_consume(
-            &brokers,
-            &topic,
-            PARTITIONS,
-            events,
-            Duration::from_secs(300),
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    row("kafka", &figures, Some(raw_produce), Some(raw_consume));
+    for group_protocol in [GroupProtocol::Classic, GroupProtocol::Consumer] {
+        let kafka = KafkaBus::new(KafkaConfig {
+            brokers: brokers.clone(),
+            group_protocol,
+            ..KafkaConfig::default()
+        })
+        .unwrap();
+        let mut rounds = Vec::new();
+        for round in 0..KAFKA_ROUNDS {
+            let topic = format!("bench-{run}-{group_protocol:?}-{round}");
+            let figures = measure(&kafka, &topic, events).await;
+            let raw_topic = format!("bench-raw-{run}-{group_protocol:?}-{round}");
+            kafka.ensure_topic(&raw_topic, PARTITIONS).await.unwrap();
+            let raw_produce = pipeline::baseline::raw_kafka_produce(
+                &brokers,
+                &raw_topic,
+                &records(events),
+                PUBLISH_CHUNK,
+            )
+            .await
+            .unwrap();
+            let consume_from = brokers.clone();
+            let raw_consume = tokio::task::spawn_blocking(move || {
+                pipeline::baseline::raw_kafka_consume(
+                    &consume_from,
+                    &topic,
+                    PARTITIONS,
+                    events,
+                    Duration::from_secs(300),
+                )
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            rounds.push((figures, raw_produce, raw_consume));
+        }
+        let (figures, raw_produce, raw_consume) = medians(&rounds);
+        let name = format!("kafka {group_protocol:?}").to_lowercase();
+        row(&name, &figures, Some(raw_produce), Some(raw_consume));
+    }
+}
+
+/// Rounds alternate ours and raw on fresh topics; each column's median is shown.
+const KAFKA_ROUNDS: usize = 3;
+
+fn medians(rounds: &[(Figures, f64, f64)]) -> (Figures, f64, f64) {
+    let median = |pick: &dyn Fn(&(Figures, f64, f64)) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    (
+        Figures {
+            produce_per_s: median(&|r| r.0.produce_per_s),
+            consume_per_s: median(&|r| r.0.consume_per_s),
+            consume_cpu_us_per_event: median(&|r| r.0.consume_cpu_us_per_event),
+        },
+        median(&|r| r.1),
+        median(&|r| r.2),
+    )
 }

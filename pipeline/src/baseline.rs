@@ -1,15 +1,53 @@
-//! Raw reads of a topic with the plain clients, no scoutstream layer: the
-//! baselines benchmarks print beside our figures, measured in the same run.
+//! Raw writes and reads of a topic with the plain clients, no scoutstream
+//! layer: the baselines benchmarks print beside our figures, measured in the
+//! same run.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::bus::BusError;
+use crate::bus::{BusError, Record};
+
+/// Publishes `records` to `topic` with a bare librdkafka producer set up as our
+/// Kafka bus sets its own (acks=all, idempotence, linger 5 ms), awaiting each
+/// chunk of `chunk` sends as our `publish_batch` does; returns records per second.
+pub async fn raw_kafka_produce(
+    brokers: &str,
+    topic: &str,
+    records: &[Record],
+    chunk: usize,
+) -> Result<f64, BusError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()?;
+    // Connect and learn the topic's leaders before the clock starts, as a
+    // long-lived producer (ours) already has.
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let started = Instant::now();
+    for slice in records.chunks(chunk.max(1)) {
+        let sends = slice.iter().map(|r| {
+            producer.send(
+                FutureRecord::to(topic).key(&r.key).payload(&r.payload),
+                Duration::from_secs(60),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(err, _)| BusError::Kafka(err))?;
+        }
+    }
+    Ok(records.len() as f64 / started.elapsed().as_secs_f64())
+}
 
 /// Reads `events` records of `topic` from the beginning with a bare librdkafka
-/// consumer (assigned, no group, no commits); returns records per second.
+/// consumer (assigned, no group, no commits); returns records per second from
+/// the first record on (connecting is not counted, as it is not for ours).
 pub fn raw_kafka_consume(
     brokers: &str,
     topic: &str,
@@ -27,15 +65,18 @@ pub fn raw_kafka_consume(
         tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let started = Instant::now();
+    let deadline = Instant::now() + timeout;
+    let mut started = None;
     let mut got = 0;
-    while got < events && started.elapsed() < timeout {
+    while got < events && Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             std::hint::black_box(message.payload());
+            started.get_or_insert_with(Instant::now);
             got += 1;
         }
     }
-    Ok(got as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.map_or(f64::INFINITY, |s| s.elapsed().as_secs_f64());
+    Ok(got.saturating_sub(1) as f64 / elapsed)
 }
 
 /// Reads every entry of `streams` with XREADGROUP (a fresh group) and XACKs it;

@@ -408,7 +408,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("`bus.kafka.group_protocol`"), "{error}");
-        assert!(error.contains("classic") && error.contains("consumer"), "{error}");
+        assert!(
+            error.contains("classic") && error.contains("consumer"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -53,8 +53,12 @@ impl PrivateBroker {
             .arg(action)
             .env("SCOUTSTREAM_KAFKA_STATE_DIR", self.state_dir.path())
             .env("SCOUTSTREAM_KAFKA_PORT", self.port.to_string())
-            .env("SCOUTSTREAM_KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
+            .env(
+                "SCOUTSTREAM_KAFKA_CONTROLLER_PORT",
+                self.controller_port.to_string(),
+            )
             .env("SCOUTSTREAM_KAFKA_HEAP", "512m")
+            .env("SCOUTSTREAM_KAFKA_OWNER_PID", std::process::id().to_string())
             .status()
             .unwrap();
         assert!(status.success(), "scripts/kafka.sh {action} failed");
@@ -105,7 +109,10 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
         recorder.clone(),
         bus.publisher().await.unwrap(),
     );
-    let subscription = bus.subscribe(&group, std::slice::from_ref(&topic)).await.unwrap();
+    let subscription = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     let token = shutdown.clone();
     let consumer = tokio::spawn(async move { runner.run(subscription, token).await });
 
@@ -125,7 +132,9 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
     });
 
     assert!(
-        eventually(Duration::from_secs(60), || recorder.numbers().len() >= EVENTS / 6).await,
+        eventually(Duration::from_secs(60), || recorder.numbers().len()
+            >= EVENTS / 6)
+        .await,
         "the consumer made progress before the kill"
     );
     assert!(
@@ -142,7 +151,10 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
         outage.elapsed().as_secs_f64()
     );
 
-    producer.await.unwrap().expect("the producer recovers by itself");
+    producer
+        .await
+        .unwrap()
+        .expect("the producer recovers by itself");
     let all_handled = eventually(Duration::from_secs(120), || {
         recorder.distinct().len() == EVENTS
     })
@@ -169,7 +181,10 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
         "no event is handled twice across a broker restart: {:?}",
         &twice[..twice.len().min(10)]
     );
-    assert!(lag_cleared, "the group's commits caught up after the restart");
+    assert!(
+        lag_cleared,
+        "the group's commits caught up after the restart"
+    );
 }
 
 /// True once the group's committed offsets add up to a sixth of the events.

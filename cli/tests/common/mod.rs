@@ -320,4 +320,3 @@ pub async fn persist_until_caught_up(deployment: &Deployment) -> String {
     wait_for_zero_lag(deployment, &deployment.group_prefix).await;
     stop(run).0
 }
-
