@@ -300,16 +300,7 @@ async fn killed_persist_loses_and_duplicates_nothing(backend: &'static str) {
         30_000,
         "nothing duplicated"
     );
-    let games = count(
-        &pool,
-        "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool",
-    )
-    .await;
-    let known = count(
-        &pool,
-        "SELECT count(*) FROM player_matches WHERE account_id IS NOT NULL",
-    )
-    .await;
+    let (games, known) = hero_pool_games_and_known_rows(&pool).await;
     assert_eq!(
         games, known,
         "hero pools count each known player's game exactly once"

@@ -142,16 +142,7 @@ async fn rebalance_storm(group_protocol: &'static str) {
         players,
         "no player row persisted twice"
     );
-    let games = count(
-        &pool,
-        "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool",
-    )
-    .await;
-    let known = count(
-        &pool,
-        "SELECT count(*) FROM player_matches WHERE account_id IS NOT NULL",
-    )
-    .await;
+    let (games, known) = hero_pool_games_and_known_rows(&pool).await;
     assert_eq!(games, known, "hero pools count each known game once");
     pool.close().await;
     deployment.drop_database().await;

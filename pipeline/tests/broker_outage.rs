@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, numbered_records, unique, Recorder, PARTITIONS};
+use common::{eventually, free_port, numbered_records, unique, Recorder, PARTITIONS};
 use pipeline::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use pipeline::bus::Bus;
 use pipeline::runner::{Runner, RunnerConfig};
@@ -58,7 +58,10 @@ impl PrivateBroker {
                 self.controller_port.to_string(),
             )
             .env("SCOUTSTREAM_KAFKA_HEAP", "512m")
-            .env("SCOUTSTREAM_KAFKA_OWNER_PID", std::process::id().to_string())
+            .env(
+                "SCOUTSTREAM_KAFKA_OWNER_PID",
+                std::process::id().to_string(),
+            )
             .status()
             .unwrap();
         assert!(status.success(), "scripts/kafka.sh {action} failed");
@@ -69,14 +72,6 @@ impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.script("kill");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn broker_killed_mid_run(group_protocol: GroupProtocol) {

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bus, numbered_records, unique, Backend, Recorder, PARTITIONS};
+use common::{bus, free_port, numbered_records, unique, Backend, Recorder, PARTITIONS};
 use observe_support::{parse_samples, serve, value, Served};
 use pipeline::bus::{Publisher, Record};
 use pipeline::observe::names::{self, Origin};
@@ -272,14 +272,6 @@ fn require_binary(name: &str) -> PathBuf {
              and promtool (apt-get install prometheus)"
         )
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Prometheus {

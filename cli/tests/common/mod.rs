@@ -320,3 +320,19 @@ pub async fn persist_until_caught_up(deployment: &Deployment) -> String {
     wait_for_zero_lag(deployment, &deployment.group_prefix).await;
     stop(run).0
 }
+
+/// Games in all hero pools, and player rows with a known account: equal when
+/// every known game is counted exactly once.
+pub async fn hero_pool_games_and_known_rows(pool: &PgPool) -> (i64, i64) {
+    let games = count(
+        pool,
+        "SELECT COALESCE(sum(games), 0)::bigint FROM hero_pool",
+    )
+    .await;
+    let known = count(
+        pool,
+        "SELECT count(*) FROM player_matches WHERE account_id IS NOT NULL",
+    )
+    .await;
+    (games, known)
+}
