@@ -301,10 +301,16 @@ async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Result<Option
         Backend::Memory => None,
         Backend::Kafka => {
             let (brokers, partitions) = (config.bus.kafka.brokers.clone(), config.bus.partitions);
+            let prefetch_kbytes = config.bus.kafka.max_prefetch_kbytes;
             Some(
                 tokio::task::spawn_blocking(move || {
                     pipeline::baseline::raw_kafka_consume(
-                        &brokers, &topic, partitions, events, timeout,
+                        &brokers,
+                        &topic,
+                        partitions,
+                        events,
+                        prefetch_kbytes,
+                        timeout,
                     )
                 })
                 .await??,

@@ -1,7 +1,7 @@
 //! Bus benchmark: events/s for produce and consume on each backend, beside a
 //! raw baseline on the same server in the same run, so our layer's overhead
 //! shows as a ratio. Consume rates count from the first event received (group
-//! join excluded); Kafka runs three alternating rounds per group protocol and
+//! join excluded); Kafka runs five alternating rounds per group protocol and
 //! shows the medians. Run: `cargo bench -p pipeline --bench bus [-- EVENTS]`.
 //! Needs the servers of `scripts/services.sh`.
 #![allow(clippy::unwrap_used)]
@@ -251,6 +251,7 @@ async fn main() {
                     &topic,
                     PARTITIONS,
                     events,
+                    KafkaConfig::default().max_prefetch_kbytes,
                     Duration::from_secs(300),
                 )
             })
@@ -266,7 +267,7 @@ async fn main() {
 }
 
 /// Rounds alternate ours and raw on fresh topics; each column's median is shown.
-const KAFKA_ROUNDS: usize = 3;
+const KAFKA_ROUNDS: usize = 5;
 
 fn medians(rounds: &[(Figures, f64, f64)]) -> (Figures, f64, f64) {
     let median = |pick: &dyn Fn(&(Figures, f64, f64)) -> f64| {

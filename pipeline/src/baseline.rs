@@ -46,19 +46,23 @@ pub async fn raw_kafka_produce(
 }
 
 /// Reads `events` records of `topic` from the beginning with a bare librdkafka
-/// consumer (assigned, no group, no commits); returns records per second from
-/// the first record on (connecting is not counted, as it is not for ours).
+/// consumer (assigned, no group, no commits) whose prefetch is bounded as ours
+/// is (`prefetch_kbytes`); returns records per second from the first record on
+/// (connecting is not counted, as it is not for ours).
 pub fn raw_kafka_consume(
     brokers: &str,
     topic: &str,
     partitions: u32,
     events: usize,
+    prefetch_kbytes: u32,
     timeout: Duration,
 ) -> Result<f64, BusError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-raw-baseline"))
         .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", prefetch_kbytes.to_string())
+        .set("fetch.queue.backoff.ms", "20")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for partition in 0..partitions as i32 {

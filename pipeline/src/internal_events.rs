@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
-use crate::bus::{age_seconds, Delivery, PartitionLag};
+use crate::bus::{now_ms, Delivery, PartitionLag};
 use crate::observe::names;
 use crate::runner::HandlerError;
 
@@ -85,9 +85,10 @@ impl InternalEvent for EventsHandled<'_> {
         counter!(names::EVENTS_HANDLED_TOTAL, "group" => group.clone(), "topic" => self.topic.to_string())
             .increment(self.deliveries.len() as u64);
         let age = histogram!(names::EVENT_AGE_SECONDS, "group" => group);
+        let now = now_ms();
         // Without a publish time there is no latency to report (not a zero one).
         for published in self.deliveries.iter().filter_map(|d| d.timestamp_ms) {
-            age.record(age_seconds(Some(published)));
+            age.record((now - published).max(0) as f64 / 1000.0);
         }
     }
 }

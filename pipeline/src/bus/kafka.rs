@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -228,6 +228,7 @@ impl Bus for KafkaBus {
         Ok(Box::new(KafkaSubscription {
             consumer,
             rebalances,
+            assignment_cache: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -395,6 +396,8 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Counted again once applied, so an assignment read in between is refreshed.
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Assign(partitions) = rebalance {
             tracing::info!(partitions = %describe(partitions), "kafka partitions assigned");
         }
@@ -410,9 +413,15 @@ fn describe(partitions: &TopicPartitionList) -> String {
     parts.join(",")
 }
 
+/// The partitions owned, as of a rebalance count.
+type AssignmentAt = (u64, Vec<(String, i32)>);
+
 pub struct KafkaSubscription {
     consumer: StreamConsumer<GroupContext>,
     rebalances: Arc<AtomicU64>,
+    /// The assignment as of a rebalance count: asking librdkafka is a round trip
+    /// to its main thread, too dear once per batch.
+    assignment_cache: std::sync::Mutex<Option<AssignmentAt>>,
 }
 
 impl KafkaSubscription {
@@ -427,27 +436,34 @@ impl KafkaSubscription {
             })
             .unwrap_or_default()
     }
+}
 
-    async fn recv(&self, wait: Duration) -> Result<Option<Delivery>, BusError> {
-        // A message already queued is taken without arming a timer: at hundreds
-        // of thousands of messages a second the timer would cost more than the copy.
-        let received = match self.consumer.recv().now_or_never() {
-            Some(received) => received,
-            None => match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Err(_elapsed) => return Ok(None),
-                Ok(received) => received,
-            },
-        };
-        let message = received?;
-        Ok(Some(Delivery {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            position: Position::Offset(message.offset()),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            timestamp_ms: message.timestamp().to_millis(),
-        }))
-    }
+/// Takes the next message of `stream` within `wait`. One stream serves a whole
+/// poll: each new one registers (and drops) a waker under a lock. A message
+/// already queued is taken without arming a timer.
+async fn next_delivery(
+    stream: &mut MessageStream<'_, GroupContext>,
+    wait: Duration,
+) -> Result<Option<Delivery>, BusError> {
+    let received = match stream.next().now_or_never() {
+        Some(received) => received,
+        None => match tokio::time::timeout(wait, stream.next()).await {
+            Err(_elapsed) => return Ok(None),
+            Ok(received) => received,
+        },
+    };
+    let Some(received) = received else {
+        return Ok(None);
+    };
+    let message = received?;
+    Ok(Some(Delivery {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        position: Position::Offset(message.offset()),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }))
 }
 
 /// How long a poll keeps filling a batch once the first message is in hand.
@@ -458,18 +474,20 @@ impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let generation = self.rebalances.load(Ordering::SeqCst);
         let mut batch = Vec::new();
-        let Some(first) = self.recv(wait).await? else {
+        let mut stream = self.consumer.stream();
+        let Some(first) = next_delivery(&mut stream, wait).await? else {
             return Ok(batch);
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
         while batch.len() < max {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.recv(left).await? {
+            match next_delivery(&mut stream, left).await? {
                 Some(delivery) => batch.push(delivery),
                 None => break,
             }
         }
+        drop(stream);
         if self.rebalances.load(Ordering::SeqCst) != generation {
             // Partitions may have moved while we were fetching: what is no longer ours
             // is the new owner's to process, from the committed offset.
@@ -490,7 +508,7 @@ impl Subscription for KafkaSubscription {
             };
             let mut tpl = TopicPartitionList::new();
             // Kafka commits the *next* offset to read.
-            tpl.add_partition_offset(&topic, partition, Offset::Offset(last + 1))?;
+            tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;
             match self.consumer.store_offsets(&tpl) {
                 Ok(()) => {}
                 // Revoked meanwhile: the new owner re-reads from the committed offset.
@@ -504,7 +522,19 @@ impl Subscription for KafkaSubscription {
     }
 
     fn assignment(&self) -> Vec<(String, i32)> {
-        self.owned()
+        let generation = self.rebalances.load(Ordering::SeqCst);
+        let mut cache = self
+            .assignment_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cache.as_ref() {
+            Some((seen, owned)) if *seen == generation => owned.clone(),
+            _ => {
+                let owned = self.owned();
+                *cache = Some((generation, owned.clone()));
+                owned
+            }
+        }
     }
 
     async fn close(self: Box<Self>) -> Result<(), BusError> {

@@ -210,11 +210,11 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
 }
 
 /// Groups deliveries by partition, keeping their order inside each partition.
-pub fn by_partition(deliveries: &[Delivery]) -> BTreeMap<(String, i32), Vec<&Delivery>> {
-    let mut groups: BTreeMap<(String, i32), Vec<&Delivery>> = BTreeMap::new();
+pub fn by_partition(deliveries: &[Delivery]) -> BTreeMap<(&str, i32), Vec<&Delivery>> {
+    let mut groups: BTreeMap<(&str, i32), Vec<&Delivery>> = BTreeMap::new();
     for delivery in deliveries {
         groups
-            .entry((delivery.topic.clone(), delivery.partition))
+            .entry((delivery.topic.as_str(), delivery.partition))
             .or_default()
             .push(delivery);
     }
