@@ -28,8 +28,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{
-    age_seconds, by_partition, Bus, BusError, Delivery, PartitionLag, Position, Publisher, Record,
-    ResetPosition, ResetTo, Subscription,
+    age_seconds, Bus, BusError, Delivery, PartitionLag, Position, Publisher, Record, ResetPosition,
+    ResetTo, Subscription,
 };
 
 /// Which consumer group protocol members speak (`group.protocol`).
@@ -438,16 +438,17 @@ impl KafkaSubscription {
     }
 }
 
-/// Takes the next message of `stream` within `wait`. One stream serves a whole
-/// poll: each new one registers (and drops) a waker under a lock. A message
-/// already queued is taken without arming a timer.
+/// Takes the next message of `stream`, waiting until `deadline` at most. One
+/// stream serves a whole poll: each new one registers (and drops) a waker under
+/// a lock. A message already queued is taken without reading the clock or
+/// arming a timer.
 async fn next_delivery(
     stream: &mut MessageStream<'_, GroupContext>,
-    wait: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Option<Delivery>, BusError> {
     let received = match stream.next().now_or_never() {
         Some(received) => received,
-        None => match tokio::time::timeout(wait, stream.next()).await {
+        None => match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_elapsed) => return Ok(None),
             Ok(received) => received,
         },
@@ -466,6 +467,31 @@ async fn next_delivery(
     }))
 }
 
+/// The highest offset of each topic-partition among `deliveries`. Deliveries
+/// come in runs of one partition, so the run in hand is checked first.
+fn highest_offsets(deliveries: &[Delivery]) -> Vec<(&str, i32, i64)> {
+    let mut highest: Vec<(&str, i32, i64)> = Vec::new();
+    let mut current = 0;
+    for delivery in deliveries {
+        let Some(offset) = delivery.offset() else {
+            continue;
+        };
+        let same = |h: &(&str, i32, i64)| h.1 == delivery.partition && h.0 == delivery.topic;
+        if !highest.get(current).is_some_and(same) {
+            current = match highest.iter().position(same) {
+                Some(index) => index,
+                None => {
+                    highest.push((delivery.topic.as_str(), delivery.partition, offset));
+                    highest.len() - 1
+                }
+            };
+        }
+        let entry = &mut highest[current];
+        entry.2 = entry.2.max(offset);
+    }
+    highest
+}
+
 /// How long a poll keeps filling a batch once the first message is in hand.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 
@@ -475,14 +501,14 @@ impl Subscription for KafkaSubscription {
         let generation = self.rebalances.load(Ordering::SeqCst);
         let mut batch = Vec::new();
         let mut stream = self.consumer.stream();
-        let Some(first) = next_delivery(&mut stream, wait).await? else {
+        let first_by = tokio::time::Instant::now() + wait;
+        let Some(first) = next_delivery(&mut stream, first_by).await? else {
             return Ok(batch);
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
         while batch.len() < max {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match next_delivery(&mut stream, left).await? {
+            match next_delivery(&mut stream, deadline).await? {
                 Some(delivery) => batch.push(delivery),
                 None => break,
             }
@@ -502,10 +528,7 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn ack(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
-        for ((topic, partition), in_partition) in by_partition(deliveries) {
-            let Some(last) = in_partition.iter().filter_map(|d| d.offset()).max() else {
-                continue;
-            };
+        for (topic, partition, last) in highest_offsets(deliveries) {
             let mut tpl = TopicPartitionList::new();
             // Kafka commits the *next* offset to read.
             tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;

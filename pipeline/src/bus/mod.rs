@@ -15,7 +15,6 @@ pub mod memory;
 pub mod prefixed;
 pub mod redis_streams;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,18 +206,6 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     (hash % partitions.max(1)) as i32
-}
-
-/// Groups deliveries by partition, keeping their order inside each partition.
-pub fn by_partition(deliveries: &[Delivery]) -> BTreeMap<(&str, i32), Vec<&Delivery>> {
-    let mut groups: BTreeMap<(&str, i32), Vec<&Delivery>> = BTreeMap::new();
-    for delivery in deliveries {
-        groups
-            .entry((delivery.topic.as_str(), delivery.partition))
-            .or_default()
-            .push(delivery);
-    }
-    groups
 }
 
 /// Splits `partitions` among `members` (both sorted): member i takes every n-th one.
