@@ -313,7 +313,8 @@ async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Result<Option
                         timeout,
                     )
                 })
-                .await??,
+                .await??
+                .per_second,
             )
         }
         Backend::RedisStreams => {

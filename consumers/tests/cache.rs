@@ -93,11 +93,11 @@ fn delivery<E: Event>(topic: &str, event: &E) -> Delivery {
 
 fn raw_delivery(topic: &str, payload: Vec<u8>) -> Delivery {
     Delivery {
-        topic: topic.to_string(),
+        topic: topic.into(),
         partition: 0,
         position: Position::Offset(0),
         key: None,
-        payload,
+        payload: payload.into(),
         timestamp_ms: None,
     }
 }

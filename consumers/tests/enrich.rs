@@ -306,8 +306,8 @@ fn delivery(offset: i64, key: &[u8], payload: Vec<u8>) -> Delivery {
         topic: DEFAULT_INPUT_TOPIC.into(),
         partition: 0,
         position: Position::Offset(offset),
-        key: Some(key.to_vec()),
-        payload,
+        key: Some(key.to_vec().into()),
+        payload: payload.into(),
         timestamp_ms: None,
     }
 }
@@ -441,7 +441,12 @@ async fn runner_enriches_real_matches_and_dead_letters_garbage() {
     let codec = Codec::default();
     let mut enriched: Vec<(Vec<u8>, MatchEnriched)> = outputs
         .iter()
-        .map(|d| (d.key.clone().unwrap(), codec.decode(&d.payload).unwrap()))
+        .map(|d| {
+            (
+                d.key.as_deref().unwrap().to_vec(),
+                codec.decode(&d.payload).unwrap(),
+            )
+        })
         .collect();
     assert_eq!(enriched.len(), 3);
     // The two sources of match 1781962623 differ only in net worth (the GC has it).

@@ -425,13 +425,14 @@ async fn stop(runner: (JoinHandle<RunStats>, CancellationToken)) -> RunStats {
 
 fn delivery(request: &JobRequested, offset: i64) -> Delivery {
     Delivery {
-        topic: topics::JOBS.to_string(),
+        topic: topics::JOBS.into(),
         partition: 0,
         position: Position::Offset(offset),
-        key: Some(request_key(request)),
+        key: Some(request_key(request).into()),
         payload: Codec::default()
             .encode(request, Encoding::SingleObject)
-            .unwrap(),
+            .unwrap()
+            .into(),
         timestamp_ms: Some(now_ms()),
     }
 }

@@ -56,7 +56,7 @@ pub fn raw_kafka_consume(
     events: usize,
     prefetch_kbytes: u32,
     timeout: Duration,
-) -> Result<f64, BusError> {
+) -> Result<ConsumeRate, BusError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-raw-baseline"))
@@ -75,12 +75,28 @@ pub fn raw_kafka_consume(
     while got < events && Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             std::hint::black_box(message.payload());
-            started.get_or_insert_with(Instant::now);
+            started.get_or_insert_with(|| (Instant::now(), process_cpu_seconds()));
             got += 1;
         }
     }
-    let elapsed = started.map_or(f64::INFINITY, |s| s.elapsed().as_secs_f64());
-    Ok(got.saturating_sub(1) as f64 / elapsed)
+    let timed = got.saturating_sub(1) as f64;
+    Ok(match started {
+        None => ConsumeRate {
+            per_second: 0.0,
+            cpu_us_per_event: f64::NAN,
+        },
+        Some((at, cpu)) => ConsumeRate {
+            per_second: timed / at.elapsed().as_secs_f64(),
+            cpu_us_per_event: (process_cpu_seconds() - cpu) * 1e6 / timed,
+        },
+    })
+}
+
+/// How fast a consumer read, and the CPU this process spent per record doing it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeRate {
+    pub per_second: f64,
+    pub cpu_us_per_event: f64,
 }
 
 /// Reads every entry of `streams` with XREADGROUP (a fresh group) and XACKs it;
@@ -143,23 +159,12 @@ pub async fn raw_redis_consume(
     Ok(got as f64 / started.elapsed().as_secs_f64())
 }
 
-/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`).
+/// User + system CPU seconds of this process so far, to the microsecond
+/// (`CLOCK_PROCESS_CPUTIME_ID`; `/proc` ticks are too coarse for short runs).
 pub fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    cpu_time::ProcessTime::try_now()
+        .map(|t| t.as_duration().as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Peak resident memory of this process (`VmHWM`), in KiB.

@@ -326,12 +326,17 @@ impl Runner {
             .buffer_unordered(self.config.partition_concurrency.max(1))
             .collect()
             .await;
-        let mut done = Vec::with_capacity(events);
+        let mut done = Vec::new();
         for outcome in outcomes {
             stats.handled += outcome.handled;
             stats.dead_lettered += outcome.dead_lettered;
             stats.retries += outcome.retries;
-            done.extend(outcome.done_prefix);
+            if done.is_empty() {
+                // Most batches are one partition: take its deliveries, do not copy them.
+                done = outcome.done_prefix;
+            } else {
+                done.extend(outcome.done_prefix);
+            }
         }
         stats.batches += 1;
         self.ack(subscription, &done, shutdown).await?;
@@ -348,7 +353,7 @@ impl Runner {
     fn received(&self, slices: &[Vec<Delivery>]) {
         let mut per_topic: BTreeMap<&str, usize> = BTreeMap::new();
         for slice in slices {
-            *per_topic.entry(slice[0].topic.as_str()).or_default() += slice.len();
+            *per_topic.entry(&*slice[0].topic).or_default() += slice.len();
         }
         for (topic, count) in per_topic {
             EventsReceived {
@@ -479,7 +484,9 @@ impl Runner {
             pending = retry.into_iter().map(|(i, _)| i).collect();
         }
         let prefix = done.iter().take_while(|d| **d).count();
-        outcome.done_prefix = slice.into_iter().take(prefix).collect();
+        let mut slice = slice;
+        slice.truncate(prefix);
+        outcome.done_prefix = slice;
         outcome
     }
 
@@ -572,24 +579,53 @@ impl Runner {
     }
 }
 
-/// Splits a batch into one slice per topic-partition, in order, moving (not
-/// copying) the deliveries: at high rates the copies cost more than the handler.
-/// Deliveries come in runs of one partition, so the run in hand is checked first.
-fn into_partition_slices(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
-    let mut slices: Vec<Vec<Delivery>> = Vec::new();
-    let mut current = 0;
-    for delivery in batch {
-        let same = |s: &Vec<Delivery>| {
-            s[0].partition == delivery.partition && s[0].topic == delivery.topic
-        };
-        if !slices.get(current).is_some_and(same) {
-            // A new slice is filled at once below, so none is ever empty here.
-            current = slices.iter().position(same).unwrap_or_else(|| {
-                slices.push(Vec::new());
-                slices.len() - 1
-            });
+/// Splits a batch into one slice per topic-partition, in order. Deliveries
+/// come in runs of one partition; when no partition has two runs, the runs are
+/// cut off the batch whole (one copy each, none for the first).
+fn into_partition_slices(mut batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let starts = run_starts(&batch);
+    let distinct = starts.iter().enumerate().all(|(i, &a)| {
+        starts[..i]
+            .iter()
+            .all(|&b| !same_partition(&batch[a], &batch[b]))
+    });
+    if !distinct {
+        return regroup(batch);
+    }
+    let mut slices: Vec<Vec<Delivery>> = starts
+        .iter()
+        .skip(1)
+        .rev()
+        .map(|&start| batch.split_off(start))
+        .collect();
+    slices.push(batch);
+    slices.reverse();
+    slices
+}
+
+fn same_partition(a: &Delivery, b: &Delivery) -> bool {
+    a.partition == b.partition && a.topic == b.topic
+}
+
+/// Where each run of one topic-partition begins.
+fn run_starts(batch: &[Delivery]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    for (i, delivery) in batch.iter().enumerate() {
+        if i == 0 || !same_partition(&batch[i - 1], delivery) {
+            starts.push(i);
         }
-        slices[current].push(delivery);
+    }
+    starts
+}
+
+/// The general case: a partition's runs are interleaved with others'.
+fn regroup(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut slices: Vec<Vec<Delivery>> = Vec::new();
+    for delivery in batch {
+        match slices.iter_mut().find(|s| same_partition(&s[0], &delivery)) {
+            Some(slice) => slice.push(delivery),
+            None => slices.push(vec![delivery]),
+        }
     }
     slices
 }
@@ -602,9 +638,9 @@ pub fn dead_letter_for(
     first_seen_ms: i64,
 ) -> DeadLetter {
     DeadLetter {
-        original: delivery.payload.clone(),
-        key: delivery.key.clone(),
-        topic: delivery.topic.clone(),
+        original: delivery.payload.to_vec(),
+        key: delivery.key.as_deref().map(<[u8]>::to_vec),
+        topic: delivery.topic.to_string(),
         partition: Some(delivery.partition),
         offset: delivery.offset(),
         stream_id: delivery.stream_id().map(str::to_string),
@@ -613,5 +649,82 @@ pub fn dead_letter_for(
         error_message: err.message().to_string(),
         first_seen_ms,
         attempts: attempts as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Position;
+
+    fn delivery(topic: &str, partition: i32, offset: i64) -> Delivery {
+        Delivery {
+            topic: topic.into(),
+            partition,
+            position: Position::Offset(offset),
+            key: None,
+            payload: Default::default(),
+            timestamp_ms: None,
+        }
+    }
+
+    fn shape(slices: &[Vec<Delivery>]) -> Vec<Vec<(String, i32, i64)>> {
+        slices
+            .iter()
+            .map(|slice| {
+                slice
+                    .iter()
+                    .map(|d| (d.topic.to_string(), d.partition, d.offset().unwrap_or(-1)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_distinct_partitions_become_slices_in_order() {
+        let batch = vec![
+            delivery("m", 1, 10),
+            delivery("m", 1, 11),
+            delivery("m", 0, 5),
+            delivery("p", 1, 7),
+            delivery("p", 1, 8),
+        ];
+        let slices = into_partition_slices(batch);
+        assert_eq!(
+            shape(&slices),
+            vec![
+                vec![("m".into(), 1, 10), ("m".into(), 1, 11)],
+                vec![("m".into(), 0, 5)],
+                vec![("p".into(), 1, 7), ("p".into(), 1, 8)],
+            ]
+        );
+    }
+
+    #[test]
+    fn interleaved_runs_of_one_partition_join_one_slice_in_order() {
+        let batch = vec![
+            delivery("m", 0, 1),
+            delivery("m", 1, 1),
+            delivery("m", 0, 2),
+            delivery("m", 1, 2),
+            delivery("m", 0, 3),
+        ];
+        let slices = into_partition_slices(batch);
+        assert_eq!(
+            shape(&slices),
+            vec![
+                vec![("m".into(), 0, 1), ("m".into(), 0, 2), ("m".into(), 0, 3)],
+                vec![("m".into(), 1, 1), ("m".into(), 1, 2)],
+            ]
+        );
+    }
+
+    #[test]
+    fn one_partition_is_one_slice() {
+        let slices = into_partition_slices(vec![delivery("m", 3, 1), delivery("m", 3, 2)]);
+        assert_eq!(
+            shape(&slices),
+            vec![vec![("m".into(), 3, 1), ("m".into(), 3, 2)]]
+        );
     }
 }

@@ -137,7 +137,7 @@ pub async fn keeps_per_key_order(backend: Backend) {
     for delivery in recorder.seen.lock().unwrap().iter() {
         let (_, seq) = parse_number(&delivery.payload).unwrap();
         per_key
-            .entry(delivery.key.clone().unwrap())
+            .entry(delivery.key.as_deref().unwrap().to_vec())
             .or_default()
             .push(seq);
     }

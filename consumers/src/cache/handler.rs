@@ -78,7 +78,7 @@ impl CacheHandler {
     }
 
     async fn handle_one(&self, delivery: &Delivery) -> Result<(), CacheHandlerError> {
-        match delivery.topic.as_str() {
+        match &*delivery.topic {
             topics::MATCHES => self.cache_match(&self.decode(delivery)?).await,
             topics::PLAYERS => self.cache_profile(&self.decode(delivery)?).await,
             other => Err(CacheHandlerError::UnknownTopic(other.to_string())),
@@ -90,7 +90,7 @@ impl CacheHandler {
             .decode(&delivery.payload)
             .map_err(|source| CacheHandlerError::Decode {
                 event: E::NAME,
-                topic: delivery.topic.clone(),
+                topic: delivery.topic.to_string(),
                 source,
             })
     }

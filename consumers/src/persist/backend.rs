@@ -6,6 +6,8 @@ use std::future::Future;
 use sqlx::database::HasStatementCache;
 use sqlx::{Pool, Postgres, QueryBuilder, Sqlite, Transaction};
 
+use super::hero_pool::CountedSlot;
+
 /// A database the store writes to.
 pub(crate) trait Backend: sqlx::Database + HasStatementCache {
     const NAME: &'static str;
@@ -28,23 +30,45 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
         qb: QueryBuilder<'static, Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 
-    /// Runs a query of one `BIGINT` column in `tx`.
-    fn fetch_ids<'a>(
+    /// Runs a query of [`CountedSlot`] columns in `tx`.
+    fn fetch_slots<'a>(
         tx: &'a mut Transaction<'static, Self>,
         qb: QueryBuilder<'static, Self>,
-    ) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send + 'a;
+    ) -> impl Future<Output = Result<Vec<CountedSlot>, sqlx::Error>> + Send + 'a;
 
-    /// Serialises hero-pool recomputes of the same accounts across concurrent
-    /// transactions, so the last one to commit sees every other's rows.
-    fn lock_accounts<'c>(
+    /// Serialises writers of the same matches (a partition's old and new owner
+    /// during a rebalance), so each reads the slots the other committed before
+    /// it computes its hero-pool deltas. Writers of different matches never wait.
+    fn lock_matches<'c>(
         tx: &'c mut Transaction<'static, Self>,
-        accounts: &'c [i64],
+        match_ids: &'c [i64],
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+
+    /// Holds off every writer's hero-pool deltas until `tx` ends, for a full
+    /// recount that must not race them.
+    fn lock_hero_pool<'c>(
+        tx: &'c mut Transaction<'static, Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
 }
 
-/// Advisory lock class of hero-pool recomputes (`'hpoo'`), so the locks
-/// cannot collide with other users of advisory locks.
-const HERO_POOL_LOCK_CLASS: i32 = 0x6870_6f6f;
+/// Advisory lock class of match writers (`'mtch'`), so the locks cannot
+/// collide with other users of advisory locks.
+const MATCH_LOCK_CLASS: i32 = 0x6d74_6368;
+
+type SlotColumns = (i64, i32, i64, i32, bool, i64);
+
+fn counted_slot(
+    (match_id, player_slot, account_id, hero_id, won, start_time): SlotColumns,
+) -> CountedSlot {
+    CountedSlot {
+        match_id,
+        player_slot,
+        account_id,
+        hero_id,
+        won,
+        start_time,
+    }
+}
 
 impl Backend for Postgres {
     const NAME: &'static str = "postgres";
@@ -72,23 +96,25 @@ impl Backend for Postgres {
         Ok(())
     }
 
-    async fn fetch_ids(
+    async fn fetch_slots(
         tx: &mut Transaction<'static, Self>,
         mut qb: QueryBuilder<'static, Self>,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        qb.build_query_scalar()
+    ) -> Result<Vec<CountedSlot>, sqlx::Error> {
+        let rows: Vec<SlotColumns> = qb
+            .build_query_as()
             .persistent(false)
             .fetch_all(&mut **tx)
-            .await
+            .await?;
+        Ok(rows.into_iter().map(counted_slot).collect())
     }
 
-    async fn lock_accounts(
+    async fn lock_matches(
         tx: &mut Transaction<'static, Self>,
-        accounts: &[i64],
+        match_ids: &[i64],
     ) -> Result<(), sqlx::Error> {
-        // Keys fold account ids into 31 bits: a shared key only serialises more.
+        // Keys fold match ids into 31 bits: a shared key only serialises more.
         // Sorted, so two transactions always take their locks in one order.
-        let mut keys: Vec<i32> = accounts
+        let mut keys: Vec<i32> = match_ids
             .iter()
             .map(|id| (id & 0x7fff_ffff) as i32)
             .collect();
@@ -98,8 +124,16 @@ impl Backend for Postgres {
             return Ok(());
         }
         sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM UNNEST($2::int4[]) AS t(k)")
-            .bind(HERO_POOL_LOCK_CLASS)
+            .bind(MATCH_LOCK_CLASS)
             .bind(keys)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_hero_pool(tx: &mut Transaction<'static, Self>) -> Result<(), sqlx::Error> {
+        // Conflicts with the row-exclusive lock every delta takes, not with reads.
+        sqlx::query("LOCK TABLE hero_pool IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -136,21 +170,27 @@ impl Backend for Sqlite {
         Ok(())
     }
 
-    async fn fetch_ids(
+    async fn fetch_slots(
         tx: &mut Transaction<'static, Self>,
         mut qb: QueryBuilder<'static, Self>,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        qb.build_query_scalar()
+    ) -> Result<Vec<CountedSlot>, sqlx::Error> {
+        let rows: Vec<SlotColumns> = qb
+            .build_query_as()
             .persistent(false)
             .fetch_all(&mut **tx)
-            .await
+            .await?;
+        Ok(rows.into_iter().map(counted_slot).collect())
     }
 
     /// SQLite has one writer at a time: `BEGIN IMMEDIATE` already serialises.
-    async fn lock_accounts(
+    async fn lock_matches(
         _tx: &mut Transaction<'static, Self>,
-        _accounts: &[i64],
+        _match_ids: &[i64],
     ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn lock_hero_pool(_tx: &mut Transaction<'static, Self>) -> Result<(), sqlx::Error> {
         Ok(())
     }
 }

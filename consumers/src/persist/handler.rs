@@ -40,7 +40,7 @@ impl PersistHandler {
     fn decode(&self, delivery: &Delivery) -> Result<PersistEvent, HandlerError> {
         let decode_error =
             |err: schemas::CodecError| HandlerError::permanent("decode", err.to_string());
-        let event = match delivery.topic.as_str() {
+        let event = match &*delivery.topic {
             topics::MATCHES => {
                 PersistEvent::Match(self.codec.decode(&delivery.payload).map_err(decode_error)?)
             }

@@ -61,6 +61,7 @@ mod backend;
 mod copy;
 mod error;
 mod handler;
+mod hero_pool;
 mod rows;
 mod sql;
 mod write;

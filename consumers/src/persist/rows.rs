@@ -1,7 +1,7 @@
 //! Events flattened into table rows, checked, and split into rounds a
 //! multi-row upsert can take.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use schemas::{MatchCompleted, PlayerPerformance, PlayerProfile, ANONYMOUS_ACCOUNT_ID};
@@ -265,10 +265,8 @@ pub(crate) struct BatchRows {
     pub match_rounds: Vec<MatchRound>,
     pub team_rounds: Vec<Vec<TeamRow>>,
     pub profile_rounds: Vec<Vec<ProfileRow>>,
-    /// Every match written, to find the accounts they held before.
+    /// Every match written, sorted: whose counted slots the hero pool moves by.
     pub match_ids: Vec<i64>,
-    /// Every named account of the written player rows.
-    pub accounts: BTreeSet<i64>,
 }
 
 impl BatchRows {
@@ -283,11 +281,6 @@ impl BatchRows {
             .collect();
         let teams = matches.iter().flat_map(|m| team_rows(m));
         let profiles = profiles.into_iter().map(profile_row);
-        let accounts = matches
-            .iter()
-            .flat_map(|m| &m.players)
-            .filter_map(|p| known_account(p.account_id))
-            .collect();
         let mut match_ids: Vec<i64> = matches.iter().map(|m| m.match_id).collect();
         match_ids.sort_unstable();
         match_ids.dedup();
@@ -296,7 +289,6 @@ impl BatchRows {
             team_rounds: rounds(teams, |t| t.team_id),
             profile_rounds: rounds(profiles, |p| p.account_id),
             match_ids,
-            accounts,
         }
     }
 

@@ -1,5 +1,5 @@
 //! SQL text shared by both backends: the upsert of each table with its merge
-//! rule, and the hero-pool recompute.
+//! rule, the hero-pool deltas, and the full recount the repair job runs.
 
 use std::sync::LazyLock;
 
@@ -216,6 +216,37 @@ pub(crate) const HERO_POOL_STALE_HEAD: &str = "\
     DELETE FROM hero_pool WHERE NOT EXISTS (\
     SELECT 1 FROM player_matches pm \
     WHERE pm.account_id = hero_pool.account_id AND pm.hero_id = hero_pool.hero_id) AND ";
+
+/// Hero-pool deltas: games and wins add up, `last_played` only grows here
+/// (a slot that left is handled by [`HERO_POOL_LAST_PLAYED_HEAD`]).
+pub(crate) static HERO_POOL_DELTAS: LazyLock<Upsert> = LazyLock::new(|| Upsert {
+    table: "hero_pool",
+    columns: &["account_id", "hero_id", "games", "wins", "last_played"],
+    on_conflict: format!(
+        " ON CONFLICT (account_id, hero_id) DO UPDATE SET \
+         games = hero_pool.games + excluded.games, \
+         wins = hero_pool.wins + excluded.wins, {}",
+        max_assignment("hero_pool", "last_played")
+    ),
+});
+
+/// Head of the read of the slots a hero pool counts, of some matches; the
+/// caller pushes the match filter.
+pub(crate) const COUNTED_SLOTS_HEAD: &str = "\
+    SELECT match_id, player_slot, account_id, hero_id, won, start_time \
+    FROM player_matches WHERE account_id IS NOT NULL AND ";
+
+/// Head of the delete of pool rows whose last game left; the caller pushes
+/// the account filter.
+pub(crate) const HERO_POOL_EMPTIED_HEAD: &str = "DELETE FROM hero_pool WHERE games <= 0 AND ";
+
+/// Head of the recount of `last_played` where a slot left; the caller pushes
+/// the account filter.
+pub(crate) const HERO_POOL_LAST_PLAYED_HEAD: &str = "\
+    UPDATE hero_pool SET last_played = COALESCE((\
+    SELECT MAX(pm.start_time) FROM player_matches pm \
+    WHERE pm.account_id = hero_pool.account_id AND pm.hero_id = hero_pool.hero_id), \
+    last_played) WHERE ";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! The write path: a batch in one transaction, multi-row upserts chunked
-//! under the bind limit, and the hero pool recomputed from `player_matches`.
+//! under the bind limit, and the hero pool moved by the batch's deltas
+//! (see [`super::hero_pool`]).
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -9,6 +10,7 @@ use sqlx::types::Json;
 use sqlx::{Encode, Pool, QueryBuilder, Transaction, Type};
 
 use super::backend::Backend;
+use super::hero_pool::{self, CountedSlot, PoolDelta};
 use super::rows::{BatchRows, MatchRow, PickBanRow, PlayerMatchRow, ProfileRow, TeamRow};
 use super::sql::{self, Upsert};
 use super::PersistError;
@@ -35,16 +37,16 @@ where
     for<'q> Option<String>: Encode<'q, DB>,
     for<'q> Option<Json<Vec<i32>>>: Encode<'q, DB>,
 {
-    /// Writes the batch in one transaction. Returns how many accounts had
-    /// their hero pool recomputed.
+    /// Writes the batch in one transaction. Returns how many accounts' hero
+    /// pools changed.
     pub async fn write(pool: &Pool<DB>, rows: &BatchRows) -> Result<usize, PersistError> {
         let mut tx = DB::begin_write(pool)
             .await
             .map_err(PersistError::database("begin"))?;
-        let accounts = Self::affected_accounts(&mut tx, rows).await?;
-        DB::lock_accounts(&mut tx, &accounts)
+        DB::lock_matches(&mut tx, &rows.match_ids)
             .await
-            .map_err(PersistError::database("lock accounts"))?;
+            .map_err(PersistError::database("lock matches"))?;
+        let before = Self::counted_slots(&mut tx, &rows.match_ids).await?;
         for round in &rows.match_rounds {
             Self::upsert(&mut tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
             Self::upsert(
@@ -65,35 +67,66 @@ where
         for round in &rows.team_rounds {
             Self::upsert(&mut tx, &sql::TEAMS, round, Self::bind_team).await?;
         }
-        Self::recompute_hero_pool(&mut tx, &accounts).await?;
+        let after = Self::counted_slots(&mut tx, &rows.match_ids).await?;
+        let changed =
+            Self::apply_hero_pool_deltas(&mut tx, &hero_pool::deltas(&before, &after)).await?;
         for round in &rows.profile_rounds {
             Self::upsert(&mut tx, &sql::PLAYERS, round, Self::bind_profile).await?;
         }
         tx.commit()
             .await
             .map_err(PersistError::database("commit"))?;
-        Ok(accounts.len())
+        Ok(changed)
     }
 
-    /// Accounts of the incoming player rows, and those the same matches held
-    /// before: a corrected slot must leave the old account's hero pool too.
-    async fn affected_accounts(
+    /// The slots of `match_ids` a hero pool counts, as `tx` sees them now.
+    async fn counted_slots(
         tx: &mut Transaction<'static, DB>,
-        rows: &BatchRows,
-    ) -> Result<Vec<i64>, PersistError> {
-        let mut accounts: BTreeSet<i64> = rows.accounts.clone();
-        if !rows.match_ids.is_empty() {
-            let mut qb = QueryBuilder::<'static, DB>::new(
-                "SELECT DISTINCT account_id FROM player_matches \
-                 WHERE account_id IS NOT NULL AND ",
-            );
-            DB::push_one_of(&mut qb, "match_id", &rows.match_ids);
-            let before = DB::fetch_ids(tx, qb)
-                .await
-                .map_err(PersistError::database("read accounts of matches"))?;
-            accounts.extend(before);
+        match_ids: &[i64],
+    ) -> Result<Vec<CountedSlot>, PersistError> {
+        if match_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(accounts.into_iter().collect())
+        let mut qb = QueryBuilder::<'static, DB>::new(sql::COUNTED_SLOTS_HEAD);
+        DB::push_one_of(&mut qb, "match_id", match_ids);
+        DB::fetch_slots(tx, qb)
+            .await
+            .map_err(PersistError::database("read counted slots"))
+    }
+
+    /// Moves the hero pools by `deltas`: rows whose last game left go, and
+    /// where a slot left, `last_played` is read again from its account's
+    /// rows (rare: a corrected slot). Returns how many accounts changed.
+    async fn apply_hero_pool_deltas(
+        tx: &mut Transaction<'static, DB>,
+        deltas: &[PoolDelta],
+    ) -> Result<usize, PersistError> {
+        if deltas.is_empty() {
+            return Ok(0);
+        }
+        Self::upsert(tx, &sql::HERO_POOL_DELTAS, deltas, Self::bind_pool_delta).await?;
+        let accounts_of = |pick: &dyn Fn(&PoolDelta) -> bool| -> Vec<i64> {
+            let set: BTreeSet<i64> = deltas
+                .iter()
+                .filter(|d| pick(d))
+                .map(|d| d.account_id)
+                .collect();
+            set.into_iter().collect()
+        };
+        let losing = accounts_of(&|d| d.lost_slot);
+        if !losing.is_empty() {
+            let mut emptied = QueryBuilder::<'static, DB>::new(sql::HERO_POOL_EMPTIED_HEAD);
+            DB::push_one_of(&mut emptied, "account_id", &losing);
+            DB::execute(tx, emptied)
+                .await
+                .map_err(PersistError::database("hero_pool emptied rows"))?;
+            let mut last_played = QueryBuilder::<'static, DB>::new(sql::HERO_POOL_LAST_PLAYED_HEAD);
+            DB::push_one_of(&mut last_played, "account_id", &losing);
+            DB::execute(tx, last_played)
+                .await
+                .map_err(PersistError::database("hero_pool last_played"))?;
+        }
+        Ok(accounts_of(&|_| true).len())
     }
 
     /// Upserts `rows` in as few statements as the bind limit allows.
@@ -115,15 +148,15 @@ where
         Ok(())
     }
 
-    /// Recounts the hero pools of `accounts` alone, under the same locks and
-    /// SQL as [`Writer::write`] (the `recompute_hero_pool` job).
+    /// Recounts the hero pools of `accounts` from `player_matches` (the
+    /// `recompute_hero_pool` repair job), holding writers' deltas off meanwhile.
     pub async fn recompute_accounts(pool: &Pool<DB>, accounts: &[i64]) -> Result<(), PersistError> {
         let mut tx = DB::begin_write(pool)
             .await
             .map_err(PersistError::database("begin"))?;
-        DB::lock_accounts(&mut tx, accounts)
+        DB::lock_hero_pool(&mut tx)
             .await
-            .map_err(PersistError::database("lock accounts"))?;
+            .map_err(PersistError::database("lock hero_pool"))?;
         Self::recompute_hero_pool(&mut tx, accounts).await?;
         tx.commit().await.map_err(PersistError::database("commit"))
     }
@@ -150,6 +183,14 @@ where
             .await
             .map_err(PersistError::database("hero_pool stale rows"))?;
         Ok(())
+    }
+
+    fn bind_pool_delta(b: &mut Separated<'_, '_, DB, &'static str>, d: &PoolDelta) {
+        b.push_bind(d.account_id)
+            .push_bind(d.hero_id)
+            .push_bind(d.games)
+            .push_bind(d.wins)
+            .push_bind(d.last_played);
     }
 
     fn bind_match(b: &mut Separated<'_, '_, DB, &'static str>, r: &MatchRow) {

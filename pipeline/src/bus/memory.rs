@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::{
@@ -37,8 +38,8 @@ struct State {
 }
 
 struct StoredRecord {
-    key: Vec<u8>,
-    payload: Vec<u8>,
+    key: Bytes,
+    payload: Bytes,
     timestamp_ms: i64,
 }
 
@@ -266,8 +267,8 @@ impl Publisher for MemoryBus {
             for record in records {
                 let partition = partition_for_key(&record.key, count) as usize;
                 partitions[partition].push(StoredRecord {
-                    key: record.key.clone(),
-                    payload: record.payload.clone(),
+                    key: Bytes::copy_from_slice(&record.key),
+                    payload: Bytes::copy_from_slice(&record.payload),
                     timestamp_ms: now_ms(),
                 });
             }
@@ -328,10 +329,11 @@ impl MemorySubscription {
             else {
                 continue;
             };
+            let shared_topic: Arc<str> = Arc::from(topic.as_str());
             while out.len() < max && (*next as usize) < log.len() {
                 let record = &log[*next as usize];
                 out.push(Delivery {
-                    topic: topic.clone(),
+                    topic: Arc::clone(&shared_topic),
                     partition: *partition,
                     position: Position::Offset(*next),
                     key: Some(record.key.clone()),
@@ -388,7 +390,7 @@ impl Subscription for MemorySubscription {
             return Ok(());
         };
         for delivery in deliveries {
-            let tp = (delivery.topic.clone(), delivery.partition);
+            let tp = (delivery.topic.to_string(), delivery.partition);
             // A partition that moved away is the new owner's to commit, as on Kafka.
             if !self.positions.contains_key(&tp) {
                 continue;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 /// Where a delivery sits in its partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,12 +32,15 @@ pub enum Position {
 
 /// One record as a consumer receives it.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// Topic, key and payload are shared buffers: a backend hands out slices of one
+/// allocation per batch rather than three allocations per record.
 pub struct Delivery {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub position: Position,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    pub key: Option<Bytes>,
+    pub payload: Bytes,
     /// When the record was published, in unix milliseconds, if the backend knows.
     pub timestamp_ms: Option<i64>,
 }

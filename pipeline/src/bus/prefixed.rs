@@ -96,6 +96,12 @@ fn strip(prefix: &str, topic: &mut String) {
     }
 }
 
+fn strip_shared(prefix: &str, topic: &mut Arc<str>) {
+    if let Some(logical) = topic.strip_prefix(prefix) {
+        *topic = Arc::from(logical);
+    }
+}
+
 struct PrefixedPublisher {
     inner: Arc<dyn Publisher>,
     prefix: String,
@@ -120,7 +126,7 @@ impl Subscription for PrefixedSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let mut deliveries = self.inner.poll(max, wait).await?;
         for delivery in &mut deliveries {
-            strip(&self.prefix, &mut delivery.topic);
+            strip_shared(&self.prefix, &mut delivery.topic);
         }
         Ok(deliveries)
     }
@@ -129,7 +135,7 @@ impl Subscription for PrefixedSubscription {
         let wire: Vec<Delivery> = deliveries
             .iter()
             .map(|d| Delivery {
-                topic: format!("{}{}", self.prefix, d.topic),
+                topic: Arc::from(format!("{}{}", self.prefix, d.topic)),
                 ..d.clone()
             })
             .collect();

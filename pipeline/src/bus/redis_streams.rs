@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncCommands, Client, Value};
@@ -481,7 +482,13 @@ impl RedisStreamsSubscription {
             if !reply.claimed.is_empty() {
                 tracing::warn!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed entries abandoned by another member");
             }
-            out.extend(reply.claimed.iter().map(|entry| to_delivery(&tp, entry)));
+            let topic: Arc<str> = Arc::from(tp.0.as_str());
+            out.extend(
+                reply
+                    .claimed
+                    .iter()
+                    .map(|entry| to_delivery(&topic, tp.1, entry)),
+            );
         }
         Ok(out)
     }
@@ -520,7 +527,13 @@ impl RedisStreamsSubscription {
             let Some(tp) = by_stream.get(stream.key.as_str()) else {
                 continue;
             };
-            out.extend(stream.ids.iter().map(|entry| to_delivery(tp, entry)));
+            let topic: Arc<str> = Arc::from(tp.0.as_str());
+            out.extend(
+                stream
+                    .ids
+                    .iter()
+                    .map(|entry| to_delivery(&topic, tp.1, entry)),
+            );
         }
         Ok(out)
     }
@@ -554,18 +567,20 @@ fn field_bytes(entry: &StreamId, field: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn to_delivery(tp: &(String, i32), entry: &StreamId) -> Delivery {
+fn to_delivery(topic: &Arc<str>, partition: i32, entry: &StreamId) -> Delivery {
     let timestamp_ms = field_bytes(entry, TIME_FIELD)
         .and_then(|t| String::from_utf8(t).ok())
         .and_then(|t| t.parse().ok());
     Delivery {
-        topic: tp.0.clone(),
-        partition: tp.1,
+        topic: Arc::clone(topic),
+        partition,
         position: Position::StreamId(entry.id.clone()),
-        key: field_bytes(entry, KEY_FIELD),
+        key: field_bytes(entry, KEY_FIELD).map(Bytes::from),
         // An entry without a payload field is delivered empty so it dead-letters
         // with a reason instead of vanishing.
-        payload: field_bytes(entry, PAYLOAD_FIELD).unwrap_or_default(),
+        payload: field_bytes(entry, PAYLOAD_FIELD)
+            .map(Bytes::from)
+            .unwrap_or_default(),
         timestamp_ms,
     }
 }

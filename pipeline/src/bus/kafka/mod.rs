@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,14 +23,18 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+mod batch;
+
+use batch::{BatchBuilder, TopicNames};
+
 use super::{
-    age_seconds, Bus, BusError, Delivery, PartitionLag, Position, Publisher, Record, ResetPosition,
-    ResetTo, Subscription,
+    age_seconds, Bus, BusError, Delivery, PartitionLag, Publisher, Record, ResetPosition, ResetTo,
+    Subscription,
 };
 
 /// Which consumer group protocol members speak (`group.protocol`).
@@ -229,6 +234,7 @@ impl Bus for KafkaBus {
             consumer,
             rebalances,
             assignment_cache: std::sync::Mutex::new(None),
+            topics: TopicNames::default(),
         }))
     }
 }
@@ -422,6 +428,7 @@ pub struct KafkaSubscription {
     /// The assignment as of a rebalance count: asking librdkafka is a round trip
     /// to its main thread, too dear once per batch.
     assignment_cache: std::sync::Mutex<Option<AssignmentAt>>,
+    topics: TopicNames,
 }
 
 impl KafkaSubscription {
@@ -442,10 +449,10 @@ impl KafkaSubscription {
 /// stream serves a whole poll: each new one registers (and drops) a waker under
 /// a lock. A message already queued is taken without reading the clock or
 /// arming a timer.
-async fn next_delivery(
-    stream: &mut MessageStream<'_, GroupContext>,
+async fn next_message<'a>(
+    stream: &mut MessageStream<'a, GroupContext>,
     deadline: tokio::time::Instant,
-) -> Result<Option<Delivery>, BusError> {
+) -> Result<Option<BorrowedMessage<'a>>, BusError> {
     let received = match stream.next().now_or_never() {
         Some(received) => received,
         None => match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -453,18 +460,29 @@ async fn next_delivery(
             Ok(received) => received,
         },
     };
-    let Some(received) = received else {
-        return Ok(None);
-    };
-    let message = received?;
-    Ok(Some(Delivery {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        position: Position::Offset(message.offset()),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        timestamp_ms: message.timestamp().to_millis(),
-    }))
+    match received {
+        None => Ok(None),
+        Some(message) => Ok(Some(message?)),
+    }
+}
+
+/// Adds the messages already queued to `builder`, up to `max` in all, without
+/// waiting: no future, timer or waker per message.
+fn take_queued(
+    stream: &mut MessageStream<'_, GroupContext>,
+    builder: &mut BatchBuilder,
+    topics: &mut TopicNames,
+    max: usize,
+) -> Result<(), BusError> {
+    let mut context = Context::from_waker(futures::task::noop_waker_ref());
+    while builder.len() < max {
+        match stream.poll_next_unpin(&mut context) {
+            Poll::Ready(Some(message)) => builder.push(&message?, topics),
+            // Empty (or a non-message event served): the caller waits properly.
+            Poll::Ready(None) | Poll::Pending => break,
+        }
+    }
+    Ok(())
 }
 
 /// The highest offset of each topic-partition among `deliveries`. Deliveries
@@ -476,12 +494,12 @@ fn highest_offsets(deliveries: &[Delivery]) -> Vec<(&str, i32, i64)> {
         let Some(offset) = delivery.offset() else {
             continue;
         };
-        let same = |h: &(&str, i32, i64)| h.1 == delivery.partition && h.0 == delivery.topic;
+        let same = |h: &(&str, i32, i64)| h.1 == delivery.partition && *h.0 == *delivery.topic;
         if !highest.get(current).is_some_and(same) {
             current = match highest.iter().position(same) {
                 Some(index) => index,
                 None => {
-                    highest.push((delivery.topic.as_str(), delivery.partition, offset));
+                    highest.push((&delivery.topic, delivery.partition, offset));
                     highest.len() - 1
                 }
             };
@@ -492,6 +510,19 @@ fn highest_offsets(deliveries: &[Delivery]) -> Vec<(&str, i32, i64)> {
     highest
 }
 
+/// Commit errors that say this member no longer belongs to the group's
+/// current generation (classic) or epoch (KIP-848).
+fn membership_lost(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::FencedMemberEpoch
+            | RDKafkaErrorCode::StaleMemberEpoch
+    )
+}
+
 /// How long a poll keeps filling a batch once the first message is in hand.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 
@@ -499,21 +530,27 @@ const BATCH_LINGER: Duration = Duration::from_millis(5);
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let generation = self.rebalances.load(Ordering::SeqCst);
-        let mut batch = Vec::new();
+        let mut builder = BatchBuilder::new(max);
         let mut stream = self.consumer.stream();
         let first_by = tokio::time::Instant::now() + wait;
-        let Some(first) = next_delivery(&mut stream, first_by).await? else {
-            return Ok(batch);
+        let Some(first) = next_message(&mut stream, first_by).await? else {
+            return Ok(Vec::new());
         };
-        batch.push(first);
+        builder.push(&first, &mut self.topics);
+        drop(first);
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
-        while batch.len() < max {
-            match next_delivery(&mut stream, deadline).await? {
-                Some(delivery) => batch.push(delivery),
+        loop {
+            take_queued(&mut stream, &mut builder, &mut self.topics, max)?;
+            if builder.len() >= max {
+                break;
+            }
+            match next_message(&mut stream, deadline).await? {
+                Some(message) => builder.push(&message, &mut self.topics),
                 None => break,
             }
         }
         drop(stream);
+        let mut batch = builder.finish();
         if self.rebalances.load(Ordering::SeqCst) != generation {
             // Partitions may have moved while we were fetching: what is no longer ours
             // is the new owner's to process, from the committed offset.
@@ -521,7 +558,7 @@ impl Subscription for KafkaSubscription {
             batch.retain(|d| {
                 owned
                     .iter()
-                    .any(|(t, p)| *t == d.topic && *p == d.partition)
+                    .any(|(t, p)| **t == *d.topic && *p == d.partition)
             });
         }
         Ok(batch)
@@ -563,6 +600,11 @@ impl Subscription for KafkaSubscription {
     async fn close(self: Box<Self>) -> Result<(), BusError> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            // The group moved on without us (a missed heartbeat, say): the new
+            // owners read from the last committed offset, so nothing is lost.
+            Err(KafkaError::ConsumerCommit(code)) if membership_lost(code) => {
+                tracing::warn!(error = %code, "final commit refused: membership already lost");
+            }
             Err(err) => return Err(err.into()),
         }
         self.consumer.unsubscribe();
