@@ -6,7 +6,12 @@ use std::future::Future;
 use sqlx::database::HasStatementCache;
 use sqlx::{Pool, Postgres, QueryBuilder, Sqlite, Transaction};
 
-use super::hero_pool::CountedSlot;
+use super::hero_pool::{CountedSlot, PoolDelta};
+use super::rows::PlayerMatchRow;
+use super::sql::{HERO_POOL_DELTAS, PLAYER_MATCHES};
+use super::unnest;
+use super::write::Writer;
+use super::PersistError;
 
 /// A database the store writes to.
 pub(crate) trait Backend: sqlx::Database + HasStatementCache {
@@ -29,6 +34,19 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
         tx: &'a mut Transaction<'static, Self>,
         qb: QueryBuilder<'static, Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Upserts `player_matches` rows (each key once, sorted by key) the
+    /// fastest way this backend knows.
+    fn upsert_player_matches<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        rows: &'a [PlayerMatchRow],
+    ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
+
+    /// Adds hero-pool deltas (sorted by key) the fastest way this backend knows.
+    fn upsert_pool_deltas<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        deltas: &'a [PoolDelta],
+    ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
 
     /// Runs a query of [`CountedSlot`] columns in `tx`.
     fn fetch_slots<'a>(
@@ -94,6 +112,24 @@ impl Backend for Postgres {
         // Statement texts vary with the row count: not worth caching.
         qb.build().persistent(false).execute(&mut **tx).await?;
         Ok(())
+    }
+
+    async fn upsert_player_matches(
+        tx: &mut Transaction<'static, Self>,
+        rows: &[PlayerMatchRow],
+    ) -> Result<(), PersistError> {
+        unnest::upsert_player_matches(tx, rows)
+            .await
+            .map_err(PersistError::database(PLAYER_MATCHES.table))
+    }
+
+    async fn upsert_pool_deltas(
+        tx: &mut Transaction<'static, Self>,
+        deltas: &[PoolDelta],
+    ) -> Result<(), PersistError> {
+        unnest::upsert_pool_deltas(tx, deltas)
+            .await
+            .map_err(PersistError::database(HERO_POOL_DELTAS.table))
     }
 
     async fn fetch_slots(
@@ -180,6 +216,26 @@ impl Backend for Sqlite {
             .fetch_all(&mut **tx)
             .await?;
         Ok(rows.into_iter().map(counted_slot).collect())
+    }
+
+    async fn upsert_player_matches(
+        tx: &mut Transaction<'static, Self>,
+        rows: &[PlayerMatchRow],
+    ) -> Result<(), PersistError> {
+        Writer::<Self>::upsert(tx, &PLAYER_MATCHES, rows, Writer::<Self>::bind_player).await
+    }
+
+    async fn upsert_pool_deltas(
+        tx: &mut Transaction<'static, Self>,
+        deltas: &[PoolDelta],
+    ) -> Result<(), PersistError> {
+        Writer::<Self>::upsert(
+            tx,
+            &HERO_POOL_DELTAS,
+            deltas,
+            Writer::<Self>::bind_pool_delta,
+        )
+        .await
     }
 
     /// SQLite has one writer at a time: `BEGIN IMMEDIATE` already serialises.

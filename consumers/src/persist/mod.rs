@@ -64,6 +64,7 @@ mod handler;
 mod hero_pool;
 mod rows;
 mod sql;
+mod unnest;
 mod write;
 
 use std::str::FromStr;

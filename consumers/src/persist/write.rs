@@ -49,13 +49,7 @@ where
         let before = Self::counted_slots(&mut tx, &rows.match_ids).await?;
         for round in &rows.match_rounds {
             Self::upsert(&mut tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
-            Self::upsert(
-                &mut tx,
-                &sql::PLAYER_MATCHES,
-                &round.players,
-                Self::bind_player,
-            )
-            .await?;
+            DB::upsert_player_matches(&mut tx, &round.players).await?;
             Self::upsert(
                 &mut tx,
                 &sql::PICKS_BANS,
@@ -104,7 +98,7 @@ where
         if deltas.is_empty() {
             return Ok(0);
         }
-        Self::upsert(tx, &sql::HERO_POOL_DELTAS, deltas, Self::bind_pool_delta).await?;
+        DB::upsert_pool_deltas(tx, deltas).await?;
         let accounts_of = |pick: &dyn Fn(&PoolDelta) -> bool| -> Vec<i64> {
             let set: BTreeSet<i64> = deltas
                 .iter()
@@ -130,7 +124,7 @@ where
     }
 
     /// Upserts `rows` in as few statements as the bind limit allows.
-    async fn upsert<R>(
+    pub(crate) async fn upsert<R>(
         tx: &mut Transaction<'static, DB>,
         upsert: &Upsert,
         rows: &[R],
@@ -185,7 +179,7 @@ where
         Ok(())
     }
 
-    fn bind_pool_delta(b: &mut Separated<'_, '_, DB, &'static str>, d: &PoolDelta) {
+    pub(crate) fn bind_pool_delta(b: &mut Separated<'_, '_, DB, &'static str>, d: &PoolDelta) {
         b.push_bind(d.account_id)
             .push_bind(d.hero_id)
             .push_bind(d.games)
@@ -213,7 +207,7 @@ where
             .push_bind(r.source_rank);
     }
 
-    fn bind_player(b: &mut Separated<'_, '_, DB, &'static str>, r: &PlayerMatchRow) {
+    pub(crate) fn bind_player(b: &mut Separated<'_, '_, DB, &'static str>, r: &PlayerMatchRow) {
         b.push_bind(r.match_id)
             .push_bind(r.player_slot)
             .push_bind(r.account_id)
