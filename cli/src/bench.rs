@@ -24,6 +24,8 @@ const CHUNK: usize = 250;
 
 pub struct BenchReport {
     pub backend: Backend,
+    /// The groups that ran (`groups.enabled`).
+    pub groups: Vec<GroupName>,
     pub matches: usize,
     pub events_per_s: f64,
     /// Our publish rate, measured while the groups were consuming.
@@ -103,6 +105,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         };
     Ok(BenchReport {
         backend: config.bus.backend,
+        groups: config.groups.enabled.clone(),
         matches,
         events_per_s: matches as f64 / elapsed,
         publish_per_s,
@@ -391,7 +394,11 @@ impl BenchReport {
             "bench: {} generated matches (10 players each) on {:?}, groups {}\n",
             self.matches,
             self.backend,
-            GroupName::ALL.map(GroupName::as_str).join("+")
+            self.groups
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
         );
         out.push_str(&format!(
             "  publish (beside the groups) {:>10.0} events/s\n",

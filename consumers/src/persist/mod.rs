@@ -41,14 +41,15 @@
 //!   one only fills fields that are NULL. `observed_at_ms` keeps the newest.
 //! - **Teams**: the name from the newest match (`start_time`) wins; an older
 //!   match only fills a missing name.
-//! - **Hero pool**: recomputed with `INSERT ... SELECT ... GROUP BY ... ON
-//!   CONFLICT DO UPDATE` (then rows no player match backs any more are
-//!   deleted) for every affected account, those in the batch and those the
-//!   batch's matches held before, inside the same transaction. So it is
-//!   always a function of `player_matches` and cannot drift under
-//!   redelivery. On PostgreSQL, per-account advisory locks serialise
-//!   concurrent recomputes of one account, so writers on different
-//!   partitions cannot lose each other's games.
+//! - **Hero pool**: moved by deltas in the same transaction (see
+//!   [`hero_pool`]): the slots of the batch's matches are read before and
+//!   after the upserts, and only what changed adds or removes a game, so a
+//!   replay moves nothing and a corrected slot leaves its old account. The
+//!   cost is the batch's, not the accounts' history. On PostgreSQL, writers
+//!   of the same match (a partition's old and new owner) are serialised by
+//!   per-match advisory locks; nothing else waits. The pools always equal a
+//!   recount of `player_matches` (a property test checks it); the repair job
+//!   recounts under a table lock that holds deltas off.
 //!
 //! Anonymous players (no account id, or Steam's 4294967295) never create
 //! `players` or `hero_pool` rows. `updated_at` columns record when a row was
@@ -126,7 +127,7 @@ pub struct WriteSummary {
     pub matches: usize,
     pub player_rows: usize,
     pub profiles: usize,
-    /// Accounts whose hero pool was recomputed.
+    /// Accounts whose hero pool changed.
     pub accounts_recomputed: usize,
 }
 
