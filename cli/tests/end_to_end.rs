@@ -242,6 +242,8 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
     let (status, report) = http_get(deployment.observe_port, "/players/120269134/scout");
     assert_eq!(status, 200, "{report}");
     assert!(report.contains("\"games\":1"), "{report}");
+    // The cache group consumes on its own: persist being done says nothing of it.
+    wait_for_group(&deployment, &format!("{}-cache", deployment.group_prefix)).await;
     let (stdout, _) = stop(run);
     assert!(
         stdout.contains("group persist: handled 2005, dead-lettered 0"),

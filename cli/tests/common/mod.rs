@@ -234,9 +234,14 @@ pub async fn deployment_bus(deployment: &Deployment) -> std::sync::Arc<dyn pipel
 }
 
 pub async fn persist_lag(deployment: &Deployment, group_prefix: &str) -> u64 {
+    group_lag(deployment, &format!("{group_prefix}-persist")).await
+}
+
+/// Messages of `matches` and `players` that `group` has not committed yet.
+pub async fn group_lag(deployment: &Deployment, group: &str) -> u64 {
     let bus = deployment_bus(deployment).await;
     let topics = ["matches".to_string(), "players".to_string()];
-    bus.lag(&format!("{group_prefix}-persist"), &topics)
+    bus.lag(group, &topics)
         .await
         .unwrap()
         .iter()
@@ -245,14 +250,19 @@ pub async fn persist_lag(deployment: &Deployment, group_prefix: &str) -> u64 {
 }
 
 pub async fn wait_for_zero_lag(deployment: &Deployment, group_prefix: &str) {
+    wait_for_group(deployment, &format!("{group_prefix}-persist")).await;
+}
+
+/// Waits until `group` has committed everything on `matches` and `players`.
+pub async fn wait_for_group(deployment: &Deployment, group: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        if persist_lag(deployment, group_prefix).await == 0 {
+        if group_lag(deployment, group).await == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("group {group_prefix}-persist did not catch up");
+    panic!("group {group} did not catch up");
 }
 
 /// A redis-server of the test's own, on a free port, that the test can kill.
