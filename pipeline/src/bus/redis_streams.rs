@@ -482,13 +482,7 @@ impl RedisStreamsSubscription {
             if !reply.claimed.is_empty() {
                 tracing::warn!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed entries abandoned by another member");
             }
-            let topic: Arc<str> = Arc::from(tp.0.as_str());
-            out.extend(
-                reply
-                    .claimed
-                    .iter()
-                    .map(|entry| to_delivery(&topic, tp.1, entry)),
-            );
+            out.extend(to_deliveries(&tp, &reply.claimed));
         }
         Ok(out)
     }
@@ -527,13 +521,7 @@ impl RedisStreamsSubscription {
             let Some(tp) = by_stream.get(stream.key.as_str()) else {
                 continue;
             };
-            let topic: Arc<str> = Arc::from(tp.0.as_str());
-            out.extend(
-                stream
-                    .ids
-                    .iter()
-                    .map(|entry| to_delivery(&topic, tp.1, entry)),
-            );
+            out.extend(to_deliveries(tp, &stream.ids));
         }
         Ok(out)
     }
@@ -565,6 +553,15 @@ fn field_bytes(entry: &StreamId, field: &str) -> Option<Vec<u8>> {
         Value::BulkString(bytes) => Some(bytes.clone()),
         other => redis::from_redis_value(other).ok(),
     }
+}
+
+/// The deliveries of one stream's entries, sharing one topic name.
+fn to_deliveries(tp: &(String, i32), entries: &[StreamId]) -> Vec<Delivery> {
+    let topic: Arc<str> = Arc::from(tp.0.as_str());
+    entries
+        .iter()
+        .map(|entry| to_delivery(&topic, tp.1, entry))
+        .collect()
 }
 
 fn to_delivery(topic: &Arc<str>, partition: i32, entry: &StreamId) -> Delivery {
