@@ -7,6 +7,7 @@
 #   scripts/kafka.sh stop      SIGTERM, wait for a clean shutdown
 #   scripts/kafka.sh kill      SIGKILL (tests use it to crash the broker)
 #   scripts/kafka.sh pid       print the running broker's pid
+#   scripts/kafka.sh sweep     delete the topics earlier test and benchmark runs left behind
 #
 # Jars live in $SCOUTSTREAM_CACHE_DIR/kafka-<version>/libs (default ~/.cache/scoutstream);
 # data, pid and the broker's log (server.log) in $SCOUTSTREAM_KAFKA_STATE_DIR (default
@@ -27,7 +28,14 @@ LOG_FILE="$STATE_DIR/server.log"
 PORT="${SCOUTSTREAM_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${SCOUTSTREAM_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 HEAP="${SCOUTSTREAM_KAFKA_HEAP:-1g}"
-START_TIMEOUT_SECS=120
+# A broker that loads many logs after an unclean stop keeps writing progress to its
+# log: start-up waits as long as it does, up to the hard limit.
+STALL_TIMEOUT_SECS=120
+START_LIMIT_SECS=900
+# Tests and benchmarks name their topics with a random hex id (uuid-based); user
+# topics on this development broker do not. A Java regex matched against the whole
+# name; no comma, the tool reads commas as alternatives.
+DEBRIS_TOPICS='.*[0-9a-f]{10}.*'
 
 say() { printf 'kafka: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -84,15 +92,38 @@ format_once() {
   say "formatted $DATA_DIR (cluster $cluster_id)"
 }
 
+log_size() { stat -c %s "$LOG_FILE" 2>/dev/null || echo 0; }
+
 wait_for_metadata() {
-  local started=$1 pid=$2
+  local started=$1 pid=$2 size last_progress last_size=-1 now
+  last_progress="$started"
   until port_open "$PORT" && tool org.apache.kafka.tools.TopicCommand \
       --bootstrap-server "127.0.0.1:$PORT" --list >/dev/null 2>&1; do
     kill -0 "$pid" 2>/dev/null || { tail -30 "$LOG_FILE" >&2; die "the broker exited during start-up (log: $LOG_FILE)"; }
-    [ $(( $(date +%s) - started )) -lt "$START_TIMEOUT_SECS" ] ||
-      { tail -30 "$LOG_FILE" >&2; die "no metadata answer within ${START_TIMEOUT_SECS}s (log: $LOG_FILE)"; }
+    now="$(date +%s)"
+    size="$(log_size)"
+    if [ "$size" != "$last_size" ]; then last_size="$size"; last_progress="$now"; fi
+    if [ $(( now - last_progress )) -ge "$STALL_TIMEOUT_SECS" ] || [ $(( now - started )) -ge "$START_LIMIT_SECS" ]; then
+      tail -30 "$LOG_FILE" >&2
+      die "no metadata answer after $(( now - started ))s, the log silent for $(( now - last_progress ))s (log: $LOG_FILE)"
+    fi
     sleep 0.5
   done
+}
+
+# Every test and benchmark topic carries a random hex id. Their runs do not delete
+# what they create, so the test command sweeps before it starts: left alone, they
+# grew to 6,900 partitions and 19 GB here, and a broker restart spent minutes loading them.
+sweep() {
+  running_pid >/dev/null || die "not running; start it first"
+  local count
+  count="$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" \
+    --list --exclude-internal | grep -cE "^${DEBRIS_TOPICS}$" || true)"
+  if [ "$count" -eq 0 ]; then say "sweep: no test topics left behind"; return 0; fi
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" \
+    --delete --if-exists --topic "$DEBRIS_TOPICS" >/dev/null ||
+    die "sweep: deleting $count test topics failed"
+  say "sweep: deleted $count topics earlier test and benchmark runs left behind"
 }
 
 # A private broker dies with the process that owns it (SCOUTSTREAM_KAFKA_OWNER_PID),
@@ -144,5 +175,6 @@ case "${1:-start}" in
   stop) stop_with TERM ;;
   kill) stop_with KILL ;;
   pid) running_pid || exit 1 ;;
-  *) die "usage: $0 install|start|stop|kill|pid" ;;
+  sweep) sweep ;;
+  *) die "usage: $0 install|start|stop|kill|pid|sweep" ;;
 esac

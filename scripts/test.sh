@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+# Topics of earlier runs (random hex ids) go first: one run at a time per broker.
+bash scripts/kafka.sh sweep
 
 export SCOUTSTREAM_KAFKA_BROKERS="${SCOUTSTREAM_KAFKA_BROKERS:-127.0.0.1:9092}"
 export SCOUTSTREAM_REDIS_URL="${SCOUTSTREAM_REDIS_URL:-redis://127.0.0.1:6379}"
