@@ -127,6 +127,9 @@ impl AppConfig {
         self.cache
             .validate()
             .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+        self.jobs
+            .validate()
+            .map_err(|(field, problem)| ConfigError::invalid(field, problem))?;
         pipeline::config::positive(
             "groups.lag_report_interval_secs",
             self.groups.lag_report_interval_secs,
@@ -168,6 +171,8 @@ pub struct GroupSpec {
     pub id: String,
     pub topics: Vec<String>,
     pub handler: Arc<dyn Handler>,
+    /// What runs beside the runner: the jobs group's worker pool.
+    pub pool: Option<consumers::jobs::WorkerPool>,
 }
 
 /// Serves `/metrics`, `/healthz`, `/readyz` and `api` until `shutdown`; the
@@ -209,7 +214,11 @@ pub async fn run_groups(
 ) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
     let dead_letters = bus.publisher().await?;
     let mut tasks = JoinSet::new();
-    for group in groups {
+    let mut pools = JoinSet::new();
+    for mut group in groups {
+        if let Some(pool) = group.pool.take() {
+            pools.spawn(pool.run(shutdown.clone()));
+        }
         let subscription = bus
             .subscribe(&group.id, &group.topics)
             .await
@@ -246,6 +255,9 @@ pub async fn run_groups(
             result.with_context(|| format!("group `{}` stopped", name.as_str()))?,
         ));
     }
+    // The runners are done (shutdown): the pools finish or release their jobs.
+    shutdown.cancel();
+    while pools.join_next().await.is_some() {}
     stats.sort_by_key(|(name, _)| name.as_str());
     Ok(stats)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use consumers::cache::{Cache, CacheHandler};
 use consumers::enrich::EnrichHandler;
-use consumers::jobs::{JobTracker, JobsHandler, RateLimiter, StandardExecutor};
+use consumers::jobs::{JobTracker, JobsHandler, RateLimiter, StandardExecutor, WorkerPool};
 use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
@@ -20,40 +20,46 @@ pub async fn build(
     bus: Arc<dyn Bus>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<GroupSpec>> {
+    let _ = shutdown;
     let mut specs = Vec::new();
     for name in &config.groups.enabled {
-        let handler = handler_for(*name, config, &bus, shutdown).await?;
+        let (handler, pool) = handler_for(*name, config, &bus).await?;
         specs.push(GroupSpec {
             name: *name,
             id: config.group_id(*name),
             topics: name.topics(),
             handler,
+            pool,
         });
     }
     Ok(specs)
 }
 
+/// The group's handler, and for the jobs group the worker pool that runs
+/// what the handler records.
 async fn handler_for(
     name: GroupName,
     config: &AppConfig,
     bus: &Arc<dyn Bus>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Arc<dyn Handler>> {
+) -> anyhow::Result<(Arc<dyn Handler>, Option<WorkerPool>)> {
     Ok(match name {
-        GroupName::Enrich => Arc::new(EnrichHandler::new(bus.publisher().await?)),
-        GroupName::Cache => Arc::new(CacheHandler::new(cache(config).await?)),
-        GroupName::Persist => Arc::new(PersistHandler::new(store(config).await?)),
+        GroupName::Enrich => (Arc::new(EnrichHandler::new(bus.publisher().await?)), None),
+        GroupName::Cache => (Arc::new(CacheHandler::new(cache(config).await?)), None),
+        GroupName::Persist => (Arc::new(PersistHandler::new(store(config).await?)), None),
         GroupName::Jobs => {
             let (store, cache) = (store(config).await?, cache(config).await?);
             let limiter = RateLimiter::new(&config.jobs).context("starting the rate limiter")?;
             let executor =
                 StandardExecutor::new(store.clone(), cache.clone(), limiter, &config.jobs)?;
-            let handler = JobsHandler::new(
-                tracker(config, bus, store, cache).await?,
+            let tracker = tracker(config, bus, store, cache).await?;
+            let handler = JobsHandler::new(tracker.clone(), config.jobs.clone());
+            let pool = WorkerPool::new(
+                tracker,
                 Arc::new(executor),
                 config.jobs.clone(),
+                config.group_id(name),
             );
-            Arc::new(handler.with_shutdown(shutdown.clone()))
+            (Arc::new(handler), Some(pool))
         }
     })
 }

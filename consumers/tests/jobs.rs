@@ -25,7 +25,8 @@ use axum::{Json, Router};
 use consumers::cache::{keys, Cache, CacheConfig};
 use consumers::jobs::{
     api, request_key, stored_view, JobError, JobExecutor, JobRecord, JobTracker, JobView,
-    JobsConfig, JobsHandler, MaxAttempts, RateLimit, RateLimiter, StandardExecutor, OPENDOTA,
+    JobsConfig, JobsHandler, MaxAttempts, PoolStats, RateLimit, RateLimiter, StandardExecutor,
+    WorkerPool, OPENDOTA,
 };
 use consumers::persist::{PlayerReport, Store, TeamReport, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
 use consumers::scout::{team_key, ScoutService};
@@ -178,7 +179,11 @@ fn test_config(opendota: &str) -> JobsConfig {
         },
         backoff_initial_ms: 20,
         backoff_max_ms: 100,
-        max_inline_delay_ms: 300,
+        workers: 4,
+        claim_batch: 50,
+        lease_ms: 1_000,
+        poll_interval_ms: 50,
+        shutdown_grace_ms: 1_000,
         opendota_base_url: opendota.to_string(),
         http_timeout_ms: 30_000,
         rate_limits,
@@ -257,11 +262,11 @@ impl Env {
     }
 
     fn handler(&self) -> Arc<JobsHandler> {
-        Arc::new(JobsHandler::new(
-            self.tracker(),
-            self.executor(),
-            self.config.clone(),
-        ))
+        Arc::new(JobsHandler::new(self.tracker(), self.config.clone()))
+    }
+
+    fn pool(&self, executor: Arc<dyn JobExecutor>) -> WorkerPool {
+        WorkerPool::new(self.tracker(), executor, self.config.clone(), "jobs")
     }
 
     async fn publish(&self, request: &JobRequested) {
@@ -365,7 +370,7 @@ on_both_backends!(
     permanent_errors_and_bad_payloads_are_dead_at_once,
     duplicate_requests_run_once,
     killed_worker_leaves_the_job_to_be_resumed,
-    delayed_job_runs_when_due,
+    delayed_job_does_not_delay_the_jobs_behind_it,
     scout_report_and_hero_pool_jobs_use_persisted_data,
 );
 
@@ -400,12 +405,24 @@ fn runner_config(group: &str) -> RunnerConfig {
     }
 }
 
-/// A runner of `group` over `jobs`, on its own task.
-async fn spawn_runner(
+/// A jobs worker: a runner of `group` over `jobs` recording requests, and a
+/// worker pool running them, each on its own task.
+struct Worker {
+    runner: JoinHandle<RunStats>,
+    pool: JoinHandle<PoolStats>,
+    token: CancellationToken,
+}
+
+async fn spawn_runner(env: &Env, group: &str, handler: Arc<dyn Handler>) -> Worker {
+    spawn_worker(env, group, handler, env.executor()).await
+}
+
+async fn spawn_worker(
     env: &Env,
     group: &str,
     handler: Arc<dyn Handler>,
-) -> (JoinHandle<RunStats>, CancellationToken) {
+    executor: Arc<dyn JobExecutor>,
+) -> Worker {
     let subscription = env
         .bus
         .subscribe(group, &[topics::JOBS.to_string()])
@@ -414,13 +431,22 @@ async fn spawn_runner(
     let runner = Runner::new(runner_config(group), handler, env.publisher());
     let token = CancellationToken::new();
     let stop = token.clone();
-    let task = tokio::spawn(async move { runner.run(subscription, stop).await.unwrap() });
-    (task, token)
+    let runner = tokio::spawn(async move { runner.run(subscription, stop).await.unwrap() });
+    let pool = tokio::spawn(env.pool(executor).run(token.clone()));
+    Worker {
+        runner,
+        pool,
+        token,
+    }
 }
 
-async fn stop(runner: (JoinHandle<RunStats>, CancellationToken)) -> RunStats {
-    runner.1.cancel();
-    runner.0.await.unwrap()
+async fn stop(worker: Worker) -> RunStats {
+    stop_both(worker).await.0
+}
+
+async fn stop_both(worker: Worker) -> (RunStats, PoolStats) {
+    worker.token.cancel();
+    (worker.runner.await.unwrap(), worker.pool.await.unwrap())
 }
 
 fn delivery(request: &JobRequested, offset: i64) -> Delivery {
@@ -521,7 +547,7 @@ async fn always_failing_job_ends_dead_with_its_dead_letter(env: Env) {
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stats = stop(runner).await;
+    let (runner_stats, pool_stats) = stop_both(runner).await;
 
     assert_eq!(view.job.status, "dead");
     assert_eq!(view.job.attempts, 3, "max attempts of refresh_player");
@@ -538,7 +564,8 @@ async fn always_failing_job_ends_dead_with_its_dead_letter(env: Env) {
         ]
     );
     assert_eq!(env.upstream.hits(), 3);
-    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(runner_stats.dead_lettered, 0, "the request itself was fine");
+    assert_eq!((pool_stats.retried, pool_stats.dead), (2, 1));
 
     let letters = env.read_topic(topics::DEAD_LETTERS).await;
     assert_eq!(letters.len(), 1);
@@ -546,6 +573,7 @@ async fn always_failing_job_ends_dead_with_its_dead_letter(env: Env) {
     assert_eq!(letter.topic, topics::JOBS);
     assert_eq!(letter.consumer_group, "jobs");
     assert_eq!(letter.error_kind, "upstream");
+    assert_eq!(letter.attempts, 3);
     assert!(
         letter.error_message.contains("dead after 3 attempts"),
         "{}",
@@ -554,13 +582,14 @@ async fn always_failing_job_ends_dead_with_its_dead_letter(env: Env) {
     let original: JobRequested = Codec::default().decode(&letter.original).unwrap();
     assert_eq!(original, job);
 
-    // Redelivered once dead (say its ack was lost): not run again, but
-    // dead-lettered again, since the letter may be what was missing.
+    // Redelivered once dead (say its ack was lost): recorded already, not run again.
     let outcome = env.handler().handle(&[delivery(&job, 0)]).await;
-    let err = outcome[0].as_ref().unwrap_err();
-    assert_eq!(err.kind(), "job_dead");
-    assert!(!err.is_retriable());
+    assert!(outcome[0].is_ok());
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(worker).await;
     assert_eq!(env.upstream.hits(), 3);
+    assert_eq!(env.view(&job.job_id).await.unwrap(), view);
 }
 
 async fn permanent_errors_and_bad_payloads_are_dead_at_once(env: Env) {
@@ -635,13 +664,15 @@ async fn duplicate_requests_run_once(env: Env) {
     let handler = env.handler();
     let outcome = handler.handle(&[delivery(&first, 0)]).await;
     assert!(outcome[0].is_ok());
-    assert_eq!(env.upstream.hits(), 1);
-    assert_eq!(env.view(&first.job_id).await.unwrap(), view);
-
     // Once the first finished, the key is free again: a new request runs.
     let outcome = handler.handle(&[delivery(&second, 1)]).await;
     assert!(outcome[0].is_ok());
-    assert_eq!(env.upstream.hits(), 2);
+    let worker = spawn_runner(&env, "jobs-again", env.handler()).await;
+    env.wait_finished(&second.job_id, Duration::from_secs(20))
+        .await;
+    stop(worker).await;
+    assert_eq!(env.upstream.hits(), 2, "the first once, the second once");
+    assert_eq!(env.view(&first.job_id).await.unwrap(), view);
 }
 
 fn partition_of(request: &JobRequested) -> i32 {
@@ -652,32 +683,31 @@ async fn killed_worker_leaves_the_job_to_be_resumed(env: Env) {
     env.upstream.hang_next.store(true, Ordering::SeqCst);
     let job = request(JobType::RefreshPlayer, 555);
     env.publish(&job).await;
-    let (task, _token) = spawn_runner(&env, "jobs", env.handler()).await;
-    // Wait until the first attempt is in flight, then kill the worker: the
-    // task (and its subscription) is dropped without acking.
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    // Wait until the first attempt is in flight, then kill the worker: its
+    // tasks are dropped without finishing, releasing or renewing anything.
     let started = Instant::now();
     while env.upstream.hits() == 0 {
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled());
+    worker.pool.abort();
+    worker.runner.abort();
+    assert!(worker.pool.await.unwrap_err().is_cancelled());
     let interrupted = env.view(&job.job_id).await.unwrap();
     assert_eq!(interrupted.job.status, "running");
     assert_eq!(interrupted.job.attempts, 1);
-    assert_eq!(
-        env.bus.committed("jobs", topics::JOBS, partition_of(&job)),
-        None
-    );
+    assert!(interrupted.job.lease_owner.is_some());
 
-    // Another worker of the group picks it up and finishes it.
-    let runner = spawn_runner(&env, "jobs", env.handler()).await;
+    // Another worker takes it back once the lease (1 s) runs out, and finishes it.
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
     let view = env
         .wait_finished(&job.job_id, Duration::from_secs(20))
         .await;
-    stop(runner).await;
+    let (_, pool_stats) = stop_both(worker).await;
     assert_eq!(view.job.status, "succeeded");
     assert_eq!(view.job.attempts, 2, "the killed attempt counts");
+    assert_eq!(view.job.lease_owner, None);
     assert_eq!(
         view.statuses(),
         [
@@ -688,39 +718,55 @@ async fn killed_worker_leaves_the_job_to_be_resumed(env: Env) {
             "succeeded"
         ]
     );
-    assert!(view.history[2]
-        .error
-        .as_deref()
-        .unwrap()
-        .contains("worker stopped during attempt 1"));
+    let error = view.history[2].error.as_deref().unwrap();
+    assert!(error.contains("stopped during attempt 1"), "{error}");
+    assert!(
+        view.history[2].at_ms - view.history[1].at_ms >= 1_000,
+        "not before the lease ran out"
+    );
     assert_eq!(env.upstream.hits(), 2);
+    assert_eq!(pool_stats.taken_back, 1);
 }
 
-async fn delayed_job_runs_when_due(env: Env) {
-    // Due after the inline delay (300 ms): waited, re-published, then run.
-    let run_at = now_ms() + 700;
-    let job = JobRequested {
+async fn delayed_job_does_not_delay_the_jobs_behind_it(env: Env) {
+    let run_at = now_ms() + 1_500;
+    let delayed = JobRequested {
         run_at_ms: Some(run_at),
+        // Same key, so the same partition: the later job waits behind it in the topic.
+        idempotency_key: Some("same-partition".into()),
         ..request(JobType::RefreshPlayer, 9)
     };
-    env.publish(&job).await;
-    let runner = spawn_runner(&env, "jobs", env.handler()).await;
-    let view = env
-        .wait_finished(&job.job_id, Duration::from_secs(20))
+    let behind = JobRequested {
+        idempotency_key: None,
+        job_id: "behind".to_string(),
+        ..request(JobType::RefreshPlayer, 10)
+    };
+    env.publish(&delayed).await;
+    let payload = Codec::default()
+        .encode(&behind, Encoding::SingleObject)
+        .unwrap();
+    env.bus
+        .publish(topics::JOBS, b"same-partition", &payload)
+        .await
+        .unwrap();
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    let first = env
+        .wait_finished(&behind.job_id, Duration::from_secs(20))
         .await;
-    stop(runner).await;
+    let view = env
+        .wait_finished(&delayed.job_id, Duration::from_secs(20))
+        .await;
+    stop(worker).await;
+    assert_eq!(first.job.status, "succeeded");
+    let done_at = first.history.last().unwrap().at_ms;
+    assert!(
+        done_at < run_at,
+        "the job behind finished at {done_at}, the delayed one was due {run_at}"
+    );
     assert_eq!(view.job.status, "succeeded");
     assert_eq!(view.job.attempts, 1);
     let running_at = view.history[1].at_ms;
     assert!(running_at >= run_at, "ran at {running_at}, due {run_at}");
-    assert!(
-        env.bus
-            .partition_lengths(topics::JOBS)
-            .iter()
-            .sum::<usize>()
-            >= 2,
-        "re-published at least once"
-    );
 }
 
 async fn scout_report_and_hero_pool_jobs_use_persisted_data(env: Env) {
@@ -731,22 +777,28 @@ async fn scout_report_and_hero_pool_jobs_use_persisted_data(env: Env) {
     });
     env.store.write_matches(&matches).await.unwrap();
     let account = matches[0].players[0].account_id.unwrap();
-    let handler = env.handler();
 
     let player = request(JobType::ScoutReportPlayer, account);
     let team = request(JobType::ScoutReportTeam, 777);
     let unknown = request(JobType::ScoutReportPlayer, 999_999_999);
-    let outcomes = handler
-        .handle(&[
-            delivery(&player, 0),
-            delivery(&team, 1),
-            delivery(&unknown, 2),
-        ])
+    for job in [&player, &team, &unknown] {
+        env.publish(job).await;
+    }
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    for job in [&player, &team] {
+        let view = env
+            .wait_finished(&job.job_id, Duration::from_secs(20))
+            .await;
+        assert_eq!(view.job.status, "succeeded", "{view:?}");
+    }
+    let view = env
+        .wait_finished(&unknown.job_id, Duration::from_secs(20))
         .await;
-    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
-    let err = outcomes[2].as_ref().unwrap_err();
-    assert_eq!(err.kind(), "not_found");
-    assert!(!err.is_retriable());
+    assert_eq!(
+        view.statuses(),
+        ["queued", "running", "dead"],
+        "not found is permanent"
+    );
 
     let cached: PlayerReport = serde_json::from_str(
         &env.cache
@@ -762,7 +814,6 @@ async fn scout_report_and_hero_pool_jobs_use_persisted_data(env: Env) {
     let cached: TeamReport =
         serde_json::from_str(&env.cache.get(&team_key(777)).await.unwrap()).unwrap();
     assert_eq!(cached.name.as_deref(), Some("Jobs United"));
-    assert_eq!(env.view(&unknown.job_id).await.unwrap().job.status, "dead");
 
     // Drift the hero pool, then let the job recompute it from player_matches.
     let before = env.store.player_report(account).await.unwrap().unwrap();
@@ -790,7 +841,12 @@ async fn scout_report_and_hero_pool_jobs_use_persisted_data(env: Env) {
         .hero_pool
         .is_empty());
     let recompute = request(JobType::RecomputeHeroPool, account);
-    assert!(handler.handle(&[delivery(&recompute, 3)]).await[0].is_ok());
+    env.publish(&recompute).await;
+    let view = env
+        .wait_finished(&recompute.job_id, Duration::from_secs(20))
+        .await;
+    stop(worker).await;
+    assert_eq!(view.job.status, "succeeded");
     let after = env.store.player_report(account).await.unwrap().unwrap();
     assert_eq!(after.hero_pool, before.hero_pool);
     // The stale cached report was dropped.
@@ -1199,45 +1255,66 @@ impl JobExecutor for Noop {
     }
 }
 
+/// Jobs in `status`, counted in the database.
+async fn count_status(env: &Env, status: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM jobs WHERE status = $1";
+    match &env.store {
+        Store::Postgres(pool) => sqlx::query_scalar(sql).bind(status).fetch_one(pool).await,
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).bind(status).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+async fn wait_all_succeeded(env: &Env, jobs: usize, timeout: Duration) {
+    let started = Instant::now();
+    while count_status(env, "succeeded").await < jobs as i64 {
+        assert!(
+            started.elapsed() < timeout,
+            "jobs not done after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `jobs` refresh_player requests for distinct accounts, recorded through
+/// the handler as the jobs group would.
+async fn record_jobs(env: &Env, jobs: usize, first_account: i64) -> Duration {
+    let handler = env.handler();
+    let deliveries: Vec<Delivery> = (0..jobs)
+        .map(|i| {
+            delivery(
+                &request(JobType::RefreshPlayer, first_account + i as i64),
+                i as i64,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in deliveries.chunks(500) {
+        assert!(handler.handle(chunk).await.iter().all(Result::is_ok));
+    }
+    started.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "prints figures; run with --ignored --nocapture"]
 async fn noop_job_throughput_of_one_worker() {
     for kind in [Kind::Postgres, Kind::Sqlite] {
-        run(kind, |env| async move {
-            const JOBS: usize = 2_000;
-            let mut last = String::new();
-            for _ in 0..JOBS {
-                let job = request(JobType::RecomputeHeroPool, 1);
-                last = job.job_id.clone();
-                env.publish(&job).await;
-            }
-            let handler = Arc::new(JobsHandler::new(
-                env.tracker(),
-                Arc::new(Noop),
-                env.config.clone(),
-            ));
+        run(kind, |mut env| async move {
+            const JOBS: usize = 5_000;
+            env.config.workers = 64;
+            env.config.claim_batch = 200;
+            let recording = record_jobs(&env, JOBS, 1).await;
             let started = Instant::now();
-            let runner = spawn_runner(&env, "jobs", handler).await;
-            let started_wait = Instant::now();
-            loop {
-                let done: usize = (0..4)
-                    .map(|p| env.bus.committed("jobs", topics::JOBS, p).unwrap_or(0) as usize)
-                    .sum();
-                if done >= JOBS {
-                    break;
-                }
-                assert!(started_wait.elapsed() < Duration::from_secs(600));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let pool = tokio::spawn(env.pool(Arc::new(Noop)).run(CancellationToken::new()));
+            wait_all_succeeded(&env, JOBS, Duration::from_secs(600)).await;
             let elapsed = started.elapsed();
-            stop(runner).await;
-            assert_eq!(env.view(&last).await.unwrap().job.status, "succeeded");
+            pool.abort();
             println!(
-                "{:?}: {JOBS} no-op jobs in {:.2} s: {:.0} jobs/s, {:.2} ms per job \
-                 (one worker, 4 partitions run concurrently; 3 status transactions, \
-                 3 Redis mirror writes, 3 status events per job)",
+                "{:?}: {JOBS} no-op jobs: recorded by the handler at {:.0} jobs/s; run by one pool \
+                 (64 workers, claims of 200) at {:.0} jobs/s ({:.3} ms per job: claim, finish, \
+                 history, status events and Redis mirror in batches)",
                 env.kind,
-                elapsed.as_secs_f64(),
+                JOBS as f64 / recording.as_secs_f64(),
                 JOBS as f64 / elapsed.as_secs_f64(),
                 elapsed.as_secs_f64() * 1_000.0 / JOBS as f64,
             );

@@ -147,8 +147,9 @@ struct Enqueued {
     duplicate: bool,
 }
 
-/// Records the job (so a duplicate request is caught at once) and publishes
-/// it; a job that could not be published is removed again.
+/// Records the job (so a duplicate request is caught at once, and not yet
+/// claimable) and publishes it; the jobs group announces it and lets workers
+/// claim it. A job that could not be published is removed again.
 async fn enqueue(
     State(state): State<ApiState>,
     body: Result<Json<EnqueueBody>, JsonRejection>,
@@ -159,7 +160,11 @@ async fn enqueue(
         Some(n) if n > 0 => n as u32,
         _ => state.config.max_attempts.of(request.job_type),
     };
-    let view = match state.tracker.record(&request, max_attempts).await? {
+    let view = match state
+        .tracker
+        .record_unannounced(&request, max_attempts)
+        .await?
+    {
         Recorded::Duplicate(existing) => {
             let answer = Enqueued {
                 job_id: existing.job_id,

@@ -99,10 +99,19 @@ pub struct JobsConfig {
     /// First retry delay; doubles per attempt up to `backoff_max_ms`, with jitter.
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
-    /// A job due within this long is waited for in place; a later one is
-    /// re-published to the jobs topic after this long, so one far-future job
-    /// holds its partition for at most this long at a time.
-    pub max_inline_delay_ms: u64,
+    /// Jobs one process runs at once.
+    pub workers: usize,
+    /// Most jobs claimed (and finished) in one transaction.
+    pub claim_batch: usize,
+    /// How long a claimed job is leased; renewed every third of it while it
+    /// runs. A job whose worker died runs again once its lease runs out.
+    pub lease_ms: u64,
+    /// How often the pool looks for due jobs and expired leases when idle
+    /// (jobs recorded in the same process wake it at once).
+    pub poll_interval_ms: u64,
+    /// At shutdown, how long running jobs may finish before they are stopped
+    /// and released (due again at once, that attempt not counted).
+    pub shutdown_grace_ms: u64,
     /// OpenDota-compatible API root, e.g. `https://api.opendota.com/api`.
     pub opendota_base_url: String,
     pub http_timeout_ms: u64,
@@ -132,7 +141,11 @@ impl Default for JobsConfig {
             max_attempts: MaxAttempts::default(),
             backoff_initial_ms: 1_000,
             backoff_max_ms: 60_000,
-            max_inline_delay_ms: 5_000,
+            workers: 16,
+            claim_batch: 100,
+            lease_ms: 30_000,
+            poll_interval_ms: 250,
+            shutdown_grace_ms: 10_000,
             opendota_base_url: "https://api.opendota.com/api".to_string(),
             http_timeout_ms: 10_000,
             rate_limits,
@@ -157,8 +170,40 @@ impl JobsConfig {
         Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
     }
 
-    pub fn max_inline_delay(&self) -> Duration {
-        Duration::from_millis(self.max_inline_delay_ms)
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// The worker pool's settings; the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("jobs.workers", self.workers as u64),
+            ("jobs.claim_batch", self.claim_batch as u64),
+            ("jobs.poll_interval_ms", self.poll_interval_ms),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err((field, "must be at least 1".into()));
+            }
+        }
+        if self.lease_ms < 1_000 {
+            return Err((
+                "jobs.lease_ms",
+                format!(
+                    "{} is too short: renewals run every third of it; use 1000 or more",
+                    self.lease_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn http_timeout(&self) -> Duration {

@@ -7,6 +7,8 @@ use metrics::counter;
 use pipeline::internal_events::InternalEvent;
 use pipeline::observe::names;
 
+use super::JobError;
+
 /// A job changed status (and `JobStatusChanged` was published).
 pub struct JobTransitioned<'a> {
     pub job_id: &'a str,
@@ -64,36 +66,67 @@ impl InternalEvent for JobDeduplicated<'_> {
     }
 }
 
-/// A job redelivered while marked running: its worker died mid-attempt.
-pub struct JobResumed<'a> {
+/// A running job's lease was gone (taken back after this worker stalled):
+/// its result is dropped and it is stopped if still running.
+pub struct JobLeaseLost<'a> {
     pub job_id: &'a str,
-    pub status: &'a str,
-    pub attempts: i32,
+    pub owner: &'a str,
 }
 
-impl InternalEvent for JobResumed<'_> {
+impl InternalEvent for JobLeaseLost<'_> {
     fn emit(self) {
-        tracing::info!(
+        tracing::warn!(
             job_id = self.job_id,
-            status = self.status,
-            attempts = self.attempts,
-            "job redelivered; resuming"
+            owner = self.owner,
+            "job lease lost; result dropped, another worker runs it"
         );
+        counter!(names::JOB_LEASES_TOTAL, "event" => "lost").increment(1);
     }
 }
 
-/// A job due later than the inline delay went back to the jobs topic.
-pub struct JobDeferred<'a> {
-    pub job_id: &'a str,
-    pub due_in: Duration,
+/// Jobs whose worker died (their lease ran out) were taken back.
+pub struct JobsTakenBack {
+    pub count: usize,
 }
 
-impl InternalEvent for JobDeferred<'_> {
+impl InternalEvent for JobsTakenBack {
     fn emit(self) {
-        tracing::debug!(
-            job_id = self.job_id,
-            due_in_ms = self.due_in.as_millis() as u64,
-            "job not due yet; re-published"
+        tracing::warn!(
+            count = self.count,
+            "took back jobs whose lease expired; their worker stopped mid-attempt"
+        );
+        counter!(names::JOB_LEASES_TOTAL, "event" => "taken_back").increment(self.count as u64);
+    }
+}
+
+/// Jobs still running at the end of the shutdown grace were handed back.
+pub struct JobsReleased {
+    pub count: usize,
+}
+
+impl InternalEvent for JobsReleased {
+    fn emit(self) {
+        if self.count > 0 {
+            tracing::info!(count = self.count, "released running jobs at shutdown");
+        }
+        counter!(names::JOB_LEASES_TOTAL, "event" => "released").increment(self.count as u64);
+    }
+}
+
+/// A step of the worker pool failed; the pool goes on (and the step is
+/// tried again on its next turn).
+pub struct JobPoolStepFailed<'a> {
+    pub step: &'static str,
+    pub error: &'a JobError,
+}
+
+impl InternalEvent for JobPoolStepFailed<'_> {
+    fn emit(self) {
+        tracing::error!(
+            step = self.step,
+            error = %self.error,
+            kind = self.error.kind(),
+            "job worker pool step failed"
         );
     }
 }

@@ -64,11 +64,13 @@ mod config;
 pub mod events;
 mod executor;
 mod handler;
+mod lease;
 mod limiter;
 mod model;
 mod opendota;
 mod store;
 mod tracker;
+mod worker;
 
 mod error;
 
@@ -84,4 +86,5 @@ pub use model::{
 };
 pub use opendota::OpenDotaClient;
 pub use store::{list_by_status, recompute_hero_pool, view as stored_view};
-pub use tracker::{job_key, JobTracker, Recorded};
+pub use tracker::{job_key, DeadJob, JobTracker, Recorded};
+pub use worker::{PoolStats, WorkerPool};

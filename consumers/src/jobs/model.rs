@@ -68,6 +68,15 @@ pub struct JobRecord {
     pub last_error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The worker running it, while `running`.
+    #[serde(default)]
+    pub lease_owner: Option<String>,
+    /// When that worker's lease runs out unless renewed.
+    #[serde(default)]
+    pub lease_expires_at_ms: Option<i64>,
+    /// False until its `queued` event is out; only ready jobs are claimed.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl JobRecord {
@@ -85,6 +94,9 @@ impl JobRecord {
             last_error: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            lease_owner: None,
+            lease_expires_at_ms: None,
+            ready: false,
         }
     }
 

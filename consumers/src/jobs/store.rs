@@ -17,36 +17,31 @@ macro_rules! on_pool {
     };
 }
 
-const JOB_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_key, status, attempts, \
-     max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms";
+pub(crate) use on_pool;
+
+pub(crate) const JOB_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_key, status, \
+     attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, lease_owner, \
+     lease_expires_at_ms, ready";
 
 const INSERT_JOB: &str = "INSERT INTO jobs (job_id, job_type, subject_id, idempotency_key, \
-     status, attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
+     status, attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, \
+     request, ready) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
 
 const INSERT_HISTORY: &str =
     "INSERT INTO job_status_history (job_id, status, attempt, at_ms, error) \
      VALUES ($1, $2, $3, $4, $5)";
 
-const UPDATE_JOB: &str = "UPDATE jobs SET status = $2, attempts = $3, run_at_ms = $4, \
-     last_error = COALESCE($5, last_error), updated_at_ms = $6 WHERE job_id = $1";
-
 const ACTIVE: &str = "('queued', 'running', 'retry_scheduled')";
 
-/// A status change to record: the new row values and its history entry.
-#[derive(Debug, Clone)]
-pub struct Transition<'a> {
-    pub job_id: &'a str,
-    pub status: JobStatus,
-    pub attempt: i32,
-    pub run_at_ms: i64,
-    pub error: Option<&'a str>,
-    pub at_ms: i64,
-}
-
-/// Inserts a queued job and its first history entry, unless its id exists or
-/// its idempotency key belongs to an active job. True when inserted.
-pub async fn insert_queued(store: &Store, job: &JobRecord) -> Result<bool, JobError> {
+/// Inserts a queued job (not ready: no worker claims it before
+/// [`mark_ready`]) and its first history entry, unless its id exists or its
+/// idempotency key belongs to an active job. True when inserted.
+pub async fn insert_queued(
+    store: &Store,
+    job: &JobRecord,
+    request: &[u8],
+) -> Result<bool, JobError> {
     on_pool!(store, |pool| {
         let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
         let inserted = sqlx::query(INSERT_JOB)
@@ -61,6 +56,8 @@ pub async fn insert_queued(store: &Store, job: &JobRecord) -> Result<bool, JobEr
             .bind(&job.last_error)
             .bind(job.created_at_ms)
             .bind(job.updated_at_ms)
+            .bind(request)
+            .bind(false)
             .execute(&mut *tx)
             .await
             .map_err(JobError::database("insert job"))?
@@ -82,32 +79,15 @@ pub async fn insert_queued(store: &Store, job: &JobRecord) -> Result<bool, JobEr
     })
 }
 
-/// Updates the row and appends the history entry in one transaction.
-pub async fn transition(store: &Store, t: &Transition<'_>) -> Result<(), JobError> {
-    let status = status_name(t.status);
-    on_pool!(store, |pool| {
-        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
-        sqlx::query(UPDATE_JOB)
-            .bind(t.job_id)
-            .bind(status)
-            .bind(t.attempt)
-            .bind(t.run_at_ms)
-            .bind(t.error)
-            .bind(t.at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(JobError::database("update job"))?;
-        sqlx::query(INSERT_HISTORY)
-            .bind(t.job_id)
-            .bind(status)
-            .bind(t.attempt)
-            .bind(t.at_ms)
-            .bind(t.error)
-            .execute(&mut *tx)
-            .await
-            .map_err(JobError::database("insert job history"))?;
-        tx.commit().await.map_err(JobError::database("commit"))
-    })
+/// Lets workers claim the job: its `queued` event is out.
+pub async fn mark_ready(store: &Store, job_id: &str) -> Result<(), JobError> {
+    let sql = "UPDATE jobs SET ready = TRUE WHERE job_id = $1";
+    on_pool!(store, |pool| sqlx::query(sql)
+        .bind(job_id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(JobError::database("mark job ready")))
 }
 
 pub async fn load(store: &Store, job_id: &str) -> Result<Option<JobRecord>, JobError> {
@@ -147,6 +127,57 @@ pub async fn view(store: &Store, job_id: &str) -> Result<Option<JobView>, JobErr
     };
     let history = history(store, job_id).await?;
     Ok(Some(JobView { job, history }))
+}
+
+/// The views of `job_ids` (those that exist), in two queries.
+pub async fn views(store: &Store, job_ids: &[&str]) -> Result<Vec<JobView>, JobError> {
+    if job_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_pool!(store, |pool| {
+        let mut query =
+            sqlx::QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id IN ("));
+        let mut ids = query.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        let jobs: Vec<JobRecord> = query
+            .build_query_as()
+            .fetch_all(pool)
+            .await
+            .map_err(JobError::database("load jobs"))?;
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT job_id, status, attempt, at_ms, error FROM job_status_history WHERE job_id IN (",
+        );
+        let mut ids = query.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        query.push(") ORDER BY job_id, seq");
+        let rows: Vec<(String, String, i32, i64, Option<String>)> = query
+            .build_query_as()
+            .fetch_all(pool)
+            .await
+            .map_err(JobError::database("load job history"))?;
+        let mut histories: std::collections::HashMap<String, Vec<HistoryEntry>> =
+            std::collections::HashMap::new();
+        for (job_id, status, attempt, at_ms, error) in rows {
+            histories.entry(job_id).or_default().push(HistoryEntry {
+                status,
+                attempt,
+                at_ms,
+                error,
+            });
+        }
+        Ok(jobs
+            .into_iter()
+            .map(|job| JobView {
+                history: histories.remove(&job.job_id).unwrap_or_default(),
+                job,
+            })
+            .collect())
+    })
 }
 
 /// Jobs in `status`, most recently updated first.

@@ -4,16 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::bus::Publisher;
+use tokio::sync::Notify;
+
+use pipeline::bus::{Publisher, Record};
 use pipeline::internal_events::InternalEvent;
 use schemas::codec::{Codec, Encoding};
-use schemas::{topics, JobRequested, JobStatus, JobStatusChanged, JobType};
+use schemas::{topics, DeadLetter, JobRequested, JobStatus, JobStatusChanged, JobType};
 
 use super::events::JobTransitioned;
 use super::model::{job_type_name, status_name, HistoryEntry, JobRecord, JobView};
 use super::opendota::now_ms;
-use super::store::{self, Transition};
 use super::JobError;
+use super::{lease, store};
 use crate::cache::Cache;
 use crate::persist::Store;
 
@@ -33,6 +35,42 @@ pub enum Recorded {
     Duplicate(JobRecord),
 }
 
+/// A job that ran out of attempts (or hit a permanent error), for its dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    pub job: JobRecord,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// The status event of a job row as it stands.
+fn status_event(job: &JobRecord, job_type: JobType) -> JobStatusChanged {
+    let status = job.status().unwrap_or(JobStatus::Queued);
+    let carries_error = matches!(status, JobStatus::RetryScheduled | JobStatus::Dead);
+    JobStatusChanged {
+        job_id: job.job_id.clone(),
+        job_type,
+        status,
+        attempt: job.attempts,
+        at_ms: job.updated_at_ms,
+        error: job.last_error.clone().filter(|_| carries_error),
+        next_run_at_ms: (status == JobStatus::RetryScheduled).then_some(job.run_at_ms),
+    }
+}
+
+fn emit_transitioned(job: &JobRecord, job_type: JobType) {
+    let status = job.status().unwrap_or(JobStatus::Queued);
+    let carries_error = matches!(status, JobStatus::RetryScheduled | JobStatus::Dead);
+    JobTransitioned {
+        job_id: &job.job_id,
+        job_type: job_type_name(job_type),
+        status: status_name(status),
+        attempt: job.attempts,
+        error: job.last_error.as_deref().filter(|_| carries_error),
+    }
+    .emit();
+}
+
 /// Writes and reads job status. Cheap to clone.
 #[derive(Clone)]
 pub struct JobTracker {
@@ -41,6 +79,9 @@ pub struct JobTracker {
     publisher: Arc<dyn Publisher>,
     codec: Codec,
     mirror_ttl: Duration,
+    /// Woken when a job became claimable, so a pool in this process starts
+    /// it without waiting for its next poll.
+    recorded: Arc<Notify>,
 }
 
 impl JobTracker {
@@ -56,6 +97,7 @@ impl JobTracker {
             publisher,
             codec: Codec::default(),
             mirror_ttl,
+            recorded: Arc::new(Notify::new()),
         }
     }
 
@@ -63,22 +105,62 @@ impl JobTracker {
         &self.store
     }
 
+    /// Notified each time a job becomes claimable through this tracker.
+    pub fn recorded(&self) -> Arc<Notify> {
+        self.recorded.clone()
+    }
+
     pub fn publisher(&self) -> &Arc<dyn Publisher> {
         &self.publisher
     }
 
     /// Records `request` as queued unless its id is known or its idempotency
-    /// key is held by an active job; the database's unique index decides
-    /// races between workers.
+    /// key is held by an active job (the database's unique index decides
+    /// races), announces `queued` and lets workers claim it. A known job
+    /// that was never announced (its recorder stopped first, or the API
+    /// recorded it) is announced now.
     pub async fn record(
         &self,
         request: &JobRequested,
         max_attempts: u32,
     ) -> Result<Recorded, JobError> {
+        let recorded = self.record_unannounced(request, max_attempts).await?;
+        match &recorded {
+            Recorded::New(view) | Recorded::Existing(view) if !view.job.ready => {
+                self.announce_queued(&view.job, request.job_type).await?;
+                store::mark_ready(&self.store, &view.job.job_id).await?;
+                self.recorded.notify_one();
+            }
+            _ => {}
+        }
+        Ok(match recorded {
+            Recorded::New(mut view) => {
+                view.job.ready = true;
+                Recorded::New(view)
+            }
+            Recorded::Existing(mut view) => {
+                view.job.ready = true;
+                Recorded::Existing(view)
+            }
+            duplicate => duplicate,
+        })
+    }
+
+    /// Records `request` as queued but not claimable: the API's first step,
+    /// before it publishes the request; the jobs group then announces it.
+    pub async fn record_unannounced(
+        &self,
+        request: &JobRequested,
+        max_attempts: u32,
+    ) -> Result<Recorded, JobError> {
         let job = JobRecord::queued(request, max_attempts, now_ms());
+        let encoded = self
+            .codec
+            .encode(request, Encoding::SingleObject)
+            .map_err(|e| JobError::Encode(e.to_string()))?;
         // Twice at most: a key can be freed between the insert and the lookup.
         for _ in 0..2 {
-            if store::insert_queued(&self.store, &job).await? {
+            if store::insert_queued(&self.store, &job, &encoded).await? {
                 let view = JobView {
                     history: vec![HistoryEntry {
                         status: job.status.clone(),
@@ -88,8 +170,6 @@ impl JobTracker {
                     }],
                     job: job.clone(),
                 };
-                self.announce(&view, request.job_type, JobStatus::Queued, None)
-                    .await?;
                 return Ok(Recorded::New(view));
             }
             if let Some(view) = store::view(&self.store, &job.job_id).await? {
@@ -107,82 +187,97 @@ impl JobTracker {
         )))
     }
 
-    /// Moves the job to `status`: database, then mirror, then event.
-    pub async fn transition(
-        &self,
-        view: &mut JobView,
-        job_type: JobType,
-        status: JobStatus,
-        attempt: i32,
-        run_at_ms: i64,
-        error: Option<&str>,
-    ) -> Result<(), JobError> {
-        let at_ms = now_ms();
-        store::transition(
-            &self.store,
-            &Transition {
-                job_id: &view.job.job_id,
-                status,
-                attempt,
-                run_at_ms,
-                error,
-                at_ms,
-            },
-        )
-        .await?;
-        let job = &mut view.job;
-        job.status = status_name(status).to_string();
-        job.attempts = attempt;
-        job.run_at_ms = run_at_ms;
-        job.updated_at_ms = at_ms;
-        if let Some(error) = error {
-            job.last_error = Some(error.to_string());
-        }
-        view.history.push(HistoryEntry {
-            status: job.status.clone(),
-            attempt,
-            at_ms,
-            error: error.map(str::to_string),
-        });
-        self.announce(view, job_type, status, error).await
-    }
-
-    /// Mirrors the view to Redis and publishes the status event.
-    async fn announce(
-        &self,
-        view: &JobView,
-        job_type: JobType,
-        status: JobStatus,
-        error: Option<&str>,
-    ) -> Result<(), JobError> {
-        self.mirror(view).await;
-        let job = &view.job;
-        let event = JobStatusChanged {
-            job_id: job.job_id.clone(),
-            job_type,
-            status,
-            attempt: job.attempts,
-            at_ms: job.updated_at_ms,
-            error: error.map(str::to_string),
-            next_run_at_ms: (status == JobStatus::RetryScheduled).then_some(job.run_at_ms),
-        };
-        let payload = self
-            .codec
-            .encode(&event, Encoding::SingleObject)
-            .map_err(|e| JobError::Encode(e.to_string()))?;
+    /// Publishes `queued` for a newly recorded job. Not mirrored: the first
+    /// mirror write comes from the worker that claims it, so mirror writes
+    /// of one job come from one place in order.
+    async fn announce_queued(&self, job: &JobRecord, job_type: JobType) -> Result<(), JobError> {
+        let event = status_event(job, job_type);
+        let payload = self.encode(&event)?;
         self.publisher
             .publish(topics::JOB_STATUS, job.job_id.as_bytes(), &payload)
             .await
             .map_err(JobError::bus("publish job status"))?;
-        JobTransitioned {
-            job_id: &job.job_id,
-            job_type: job_type_name(job_type),
-            status: status_name(status),
-            attempt: job.attempts,
-            error,
-        }
-        .emit();
+        emit_transitioned(job, job_type);
         Ok(())
+    }
+
+    /// After a worker's transaction: mirrors the jobs' views to Redis and
+    /// publishes their status events, in one batch.
+    pub async fn announce(&self, jobs: &[JobRecord]) -> Result<(), JobError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+        let views = store::views(&self.store, &ids).await?;
+        futures::future::join_all(views.iter().map(|view| self.mirror(view))).await;
+        let mut announced = Vec::with_capacity(jobs.len());
+        let mut records = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let Some(job_type) = job.job_type() else {
+                continue;
+            };
+            let payload = self.encode(&status_event(job, job_type))?;
+            records.push(Record::new(job.job_id.as_bytes(), payload));
+            announced.push((job, job_type));
+        }
+        self.publisher
+            .publish_batch(topics::JOB_STATUS, &records)
+            .await
+            .map_err(JobError::bus("publish job status"))?;
+        for (job, job_type) in announced {
+            emit_transitioned(job, job_type);
+        }
+        Ok(())
+    }
+
+    /// Dead-letters dead jobs: the recorded request, the kind and message of
+    /// the last error, `group` as the consumer group.
+    pub async fn dead_letter(&self, group: &str, dead: &[DeadJob]) -> Result<(), JobError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = dead.iter().map(|d| d.job.job_id.as_str()).collect();
+        let mut requests: std::collections::HashMap<String, Option<Vec<u8>>> =
+            lease::requests(&self.store, &ids)
+                .await?
+                .into_iter()
+                .collect();
+        let mut records = Vec::with_capacity(dead.len());
+        for DeadJob { job, kind, message } in dead {
+            let letter = DeadLetter {
+                original: requests.remove(&job.job_id).flatten().unwrap_or_default(),
+                key: Some(
+                    job.idempotency_key
+                        .as_deref()
+                        .unwrap_or(&job.job_id)
+                        .as_bytes()
+                        .to_vec(),
+                ),
+                topic: topics::JOBS.to_string(),
+                partition: None,
+                offset: None,
+                stream_id: None,
+                consumer_group: group.to_string(),
+                error_kind: kind.to_string(),
+                error_message: format!(
+                    "job {} ({}) dead after {} attempts: {message}",
+                    job.job_id, job.job_type, job.attempts
+                ),
+                first_seen_ms: job.created_at_ms,
+                attempts: job.attempts,
+            };
+            records.push(Record::new(job.job_id.as_bytes(), self.encode(&letter)?));
+        }
+        self.publisher
+            .publish_batch(topics::DEAD_LETTERS, &records)
+            .await
+            .map_err(JobError::bus("publish dead letters"))
+    }
+
+    fn encode<E: schemas::Event>(&self, event: &E) -> Result<Vec<u8>, JobError> {
+        self.codec
+            .encode(event, Encoding::SingleObject)
+            .map_err(|e| JobError::Encode(e.to_string()))
     }
 
     /// Best effort: the database stays the record when Redis is away.

@@ -29,6 +29,9 @@ pub const RATE_LIMIT_WAITS_TOTAL: &str = "scoutstream_rate_limit_waits_total";
 /// Label `status`: `queued`, `running`, `succeeded`, `retry_scheduled` or `dead`
 /// (one increment per `JobStatusChanged`).
 pub const JOBS_TOTAL: &str = "scoutstream_jobs_total";
+/// Label `event`: `taken_back` (a dead worker's job), `lost` (a running job
+/// whose lease was gone) or `released` (handed back at shutdown).
+pub const JOB_LEASES_TOTAL: &str = "scoutstream_job_leases_total";
 
 /// Values of the `operation` label of [`BUS_ERRORS_TOTAL`].
 pub mod operation {
@@ -157,6 +160,8 @@ pub const METRICS: &[MetricSpec] = &[
         "Calls that waited for an upstream service's rate limit."),
     spec(JOBS_TOTAL, Counter, Unit::Count, &["job_type", "status"], Consumers,
         "Job status transitions by job type and new status."),
+    spec(JOB_LEASES_TOTAL, Counter, Unit::Count, &["event"], Consumers,
+        "Job leases taken back from dead workers, lost while running, or released at shutdown."),
 ];
 
 /// The spec of `name`, also for a histogram's `_bucket`, `_sum` and `_count` series.

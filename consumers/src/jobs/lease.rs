@@ -1,0 +1,264 @@
+//! The worker pool's SQL: claim due jobs under a lease, renew it, finish
+//! jobs, take back jobs whose lease ran out, release at shutdown. Each call
+//! is one transaction that updates the rows and appends their history; it
+//! returns the rows as they are after it.
+
+use sqlx::QueryBuilder;
+
+use super::model::JobRecord;
+use super::store::{on_pool, JOB_COLUMNS};
+use super::JobError;
+use crate::persist::Store;
+
+/// How a worker's attempt ended, as it goes into the row.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub job_id: String,
+    /// The attempt the lease was claimed for: a row that moved on since (its
+    /// lease was taken back) is left alone.
+    pub attempt: i32,
+    /// `succeeded`, `retry_scheduled` or `dead`.
+    pub status: &'static str,
+    pub run_at_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Row locks on PostgreSQL; SQLite's single writer needs none.
+fn skip_locked(store: &Store) -> &'static str {
+    match store {
+        Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        Store::Sqlite(_) => "",
+    }
+}
+
+/// Claims up to `limit` ready jobs due by `now_ms`, oldest due first: each
+/// becomes `running` for its next attempt, leased to `owner` until
+/// `now_ms + lease_ms`.
+pub async fn claim(
+    store: &Store,
+    owner: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+         lease_expires_at_ms = $2, updated_at_ms = $3 \
+         WHERE job_id IN (SELECT job_id FROM jobs \
+             WHERE status IN ('queued', 'retry_scheduled') AND ready AND run_at_ms <= $3 \
+             ORDER BY run_at_ms LIMIT $4 {}) \
+         RETURNING {JOB_COLUMNS}",
+        skip_locked(store)
+    );
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let claimed: Vec<JobRecord> = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(JobError::database("claim jobs"))?;
+        tx.insert_history(&claimed).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(claimed)
+    })
+}
+
+/// Extends `owner`'s leases; returns the ids it still holds (a job whose
+/// lease was taken back is not among them).
+pub async fn renew(
+    store: &Store,
+    owner: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Vec<String>, JobError> {
+    let sql = "UPDATE jobs SET lease_expires_at_ms = $2 \
+               WHERE lease_owner = $1 AND status = 'running' RETURNING job_id";
+    on_pool!(store, |pool| sqlx::query_scalar(sql)
+        .bind(owner)
+        .bind(now_ms + lease_ms)
+        .fetch_all(pool)
+        .await
+        .map_err(JobError::database("renew leases")))
+}
+
+/// Records how attempts ended, for jobs `owner` still holds at that
+/// attempt. Returns the rows it updated; a job missing from them was taken
+/// back meanwhile.
+pub async fn finish(
+    store: &Store,
+    owner: &str,
+    finishes: &[Finish],
+    now_ms: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    let sql = format!(
+        "UPDATE jobs SET status = $3, run_at_ms = $4, last_error = COALESCE($5, last_error), \
+         lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = $6 \
+         WHERE job_id = $1 AND lease_owner = $2 AND status = 'running' AND attempts = $7 \
+         RETURNING {JOB_COLUMNS}"
+    );
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let mut finished = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            let row: Option<JobRecord> = sqlx::query_as(&sql)
+                .bind(&finish.job_id)
+                .bind(owner)
+                .bind(finish.status)
+                .bind(finish.run_at_ms)
+                .bind(finish.error.as_deref())
+                .bind(now_ms)
+                .bind(finish.attempt)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(JobError::database("finish job"))?;
+            finished.extend(row);
+        }
+        tx.insert_history(&finished).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(finished)
+    })
+}
+
+/// Takes back up to `limit` running jobs whose lease ran out by `now_ms`:
+/// their worker died (or lost the database) mid-attempt. That attempt counts:
+/// the job is due again at once, or `dead` if it was the last.
+pub async fn take_back_expired(
+    store: &Store,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    let sql = format!(
+        "UPDATE jobs SET \
+             status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry_scheduled' END, \
+             last_error = 'lease expired: worker ' || COALESCE(lease_owner, '?') \
+                 || ' stopped during attempt ' || attempts, \
+             run_at_ms = $1, lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = $1 \
+         WHERE job_id IN (SELECT job_id FROM jobs \
+             WHERE status = 'running' AND lease_expires_at_ms < $1 LIMIT $2 {}) \
+         RETURNING {JOB_COLUMNS}",
+        skip_locked(store)
+    );
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let taken: Vec<JobRecord> = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(JobError::database("take back expired leases"))?;
+        tx.insert_history(&taken).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(taken)
+    })
+}
+
+/// Hands back jobs `owner` stopped at shutdown: due again at once, and the
+/// interrupted attempt does not count (the job did not fail).
+pub async fn release(
+    store: &Store,
+    owner: &str,
+    job_ids: &[String],
+    now_ms: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    if job_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let mut query = QueryBuilder::new(
+            "UPDATE jobs SET status = 'retry_scheduled', attempts = attempts - 1, \
+             last_error = 'released by worker ' || lease_owner || ' at shutdown', run_at_ms = ",
+        );
+        query.push_bind(now_ms);
+        query.push(", updated_at_ms = ");
+        query.push_bind(now_ms);
+        query.push(", lease_owner = NULL, lease_expires_at_ms = NULL WHERE status = 'running' AND lease_owner = ");
+        query.push_bind(owner);
+        query.push(" AND job_id IN (");
+        let mut ids = query.separated(", ");
+        for id in job_ids {
+            ids.push_bind(id);
+        }
+        query.push(format!(") RETURNING {JOB_COLUMNS}"));
+        let released: Vec<JobRecord> = query
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(JobError::database("release jobs"))?;
+        tx.insert_history(&released).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(released)
+    })
+}
+
+/// The recorded requests of `job_ids` (for dead letters), by id.
+pub async fn requests(
+    store: &Store,
+    job_ids: &[&str],
+) -> Result<Vec<(String, Option<Vec<u8>>)>, JobError> {
+    if job_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_pool!(store, |pool| {
+        let mut query = QueryBuilder::new("SELECT job_id, request FROM jobs WHERE job_id IN (");
+        let mut ids = query.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        query
+            .build_query_as()
+            .fetch_all(pool)
+            .await
+            .map_err(JobError::database("load job requests"))
+    })
+}
+
+/// One history row per updated job, as the row now stands; the error only
+/// where the status carries one.
+macro_rules! insert_history_on {
+    ($tx:expr, $rows:expr) => {{
+        let rows: &[JobRecord] = $rows;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut query = QueryBuilder::new(
+            "INSERT INTO job_status_history (job_id, status, attempt, at_ms, error) ",
+        );
+        query.push_values(rows, |mut row, job| {
+            let error = matches!(job.status.as_str(), "retry_scheduled" | "dead")
+                .then_some(job.last_error.as_deref())
+                .flatten();
+            row.push_bind(&job.job_id)
+                .push_bind(&job.status)
+                .push_bind(job.attempts)
+                .push_bind(job.updated_at_ms)
+                .push_bind(error);
+        });
+        query
+            .build()
+            .execute(&mut **$tx)
+            .await
+            .map(|_| ())
+            .map_err(JobError::database("insert job history"))
+    }};
+}
+
+trait HistoryTx {
+    async fn insert_history(&mut self, rows: &[JobRecord]) -> Result<(), JobError>;
+}
+
+impl HistoryTx for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_history(&mut self, rows: &[JobRecord]) -> Result<(), JobError> {
+        insert_history_on!(self, rows)
+    }
+}
+
+impl HistoryTx for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_history(&mut self, rows: &[JobRecord]) -> Result<(), JobError> {
+        insert_history_on!(self, rows)
+    }
+}
