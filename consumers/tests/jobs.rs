@@ -1301,8 +1301,8 @@ async fn noop_job_throughput_of_one_worker() {
     for kind in [Kind::Postgres, Kind::Sqlite] {
         run(kind, |mut env| async move {
             const JOBS: usize = 5_000;
-            env.config.workers = 64;
-            env.config.claim_batch = 200;
+            env.config.workers = 256;
+            env.config.claim_batch = 256;
             let recording = record_jobs(&env, JOBS, 1).await;
             let started = Instant::now();
             let pool = tokio::spawn(env.pool(Arc::new(Noop)).run(CancellationToken::new()));
@@ -1311,7 +1311,7 @@ async fn noop_job_throughput_of_one_worker() {
             pool.abort();
             println!(
                 "{:?}: {JOBS} no-op jobs: recorded by the handler at {:.0} jobs/s; run by one pool \
-                 (64 workers, claims of 200) at {:.0} jobs/s ({:.3} ms per job: claim, finish, \
+                 (256 workers, claims of 256) at {:.0} jobs/s ({:.3} ms per job: claim, finish, \
                  history, status events and Redis mirror in batches)",
                 env.kind,
                 JOBS as f64 / recording.as_secs_f64(),

@@ -12,7 +12,7 @@ use schemas::JobRequested;
 
 use super::config::JobsConfig;
 use super::events::JobDeduplicated;
-use super::model::job_type_name;
+use super::model::{job_type_name, JobRecord};
 use super::tracker::{JobTracker, Recorded};
 use super::JobError;
 
@@ -58,23 +58,14 @@ impl JobsHandler {
         }
     }
 
-    /// Decodes and records. A redelivered request finds its job and changes
-    /// nothing; a duplicate (its key held by an active job) is only logged.
-    async fn record(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let request = self.decode(delivery)?;
-        let recorded = self
-            .tracker
-            .record(&request, self.max_attempts(&request))
-            .await?;
-        if let Recorded::Duplicate(existing) = recorded {
-            JobDeduplicated {
-                job_id: &request.job_id,
-                existing_job_id: &existing.job_id,
-                idempotency_key: request.idempotency_key.as_deref().unwrap_or_default(),
-            }
-            .emit();
+    /// Logs a request whose key an active job holds: acknowledged, not run.
+    fn deduplicated(request: &JobRequested, existing: &JobRecord) {
+        JobDeduplicated {
+            job_id: &request.job_id,
+            existing_job_id: &existing.job_id,
+            idempotency_key: request.idempotency_key.as_deref().unwrap_or_default(),
         }
-        Ok(())
+        .emit();
     }
 }
 
@@ -109,12 +100,34 @@ pub fn validate(request: &JobRequested) -> Result<(), JobError> {
 
 #[async_trait]
 impl Handler for JobsHandler {
-    /// In order, so a duplicate sees the request before it as active.
+    /// Records the valid requests of the slice in one batch, in order, so a
+    /// duplicate sees the request before it as active. A redelivered request
+    /// finds its job and changes nothing. Undecodable or invalid requests
+    /// fail alone (the runner dead-letters them); a database or bus error
+    /// fails the batch's valid ones, which the runner retries.
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            outcomes.push(self.record(delivery).await);
+        let decoded: Vec<Result<JobRequested, HandlerError>> =
+            deliveries.iter().map(|d| self.decode(d)).collect();
+        let valid: Vec<(&JobRequested, u32)> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|request| (request, self.max_attempts(request)))
+            .collect();
+        let recorded = match self.tracker.record_batch(&valid).await {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                let err = HandlerError::from(err);
+                return decoded
+                    .into_iter()
+                    .map(|r| r.and(Err(err.clone())))
+                    .collect();
+            }
+        };
+        for ((request, _), recorded) in valid.iter().zip(&recorded) {
+            if let Recorded::Duplicate(existing) = recorded {
+                Self::deduplicated(request, existing);
+            }
         }
-        outcomes
+        decoded.into_iter().map(|r| r.map(|_| ())).collect()
     }
 }

@@ -93,33 +93,85 @@ pub async fn finish(
     finishes: &[Finish],
     now_ms: i64,
 ) -> Result<Vec<JobRecord>, JobError> {
-    let sql = format!(
+    match store {
+        Store::Postgres(pool) => {
+            let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+            let finished = finish_all_at_once(&mut tx, owner, finishes, now_ms).await?;
+            tx.insert_history(&finished).await?;
+            tx.commit().await.map_err(JobError::database("commit"))?;
+            Ok(finished)
+        }
+        Store::Sqlite(pool) => {
+            let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+            let mut finished = Vec::with_capacity(finishes.len());
+            for finish in finishes {
+                let row: Option<JobRecord> = sqlx::query_as(&finish_one_sql())
+                    .bind(&finish.job_id)
+                    .bind(owner)
+                    .bind(finish.status)
+                    .bind(finish.run_at_ms)
+                    .bind(finish.error.as_deref())
+                    .bind(now_ms)
+                    .bind(finish.attempt)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(JobError::database("finish job"))?;
+                finished.extend(row);
+            }
+            tx.insert_history(&finished).await?;
+            tx.commit().await.map_err(JobError::database("commit"))?;
+            Ok(finished)
+        }
+    }
+}
+
+fn finish_one_sql() -> String {
+    format!(
         "UPDATE jobs SET status = $3, run_at_ms = $4, last_error = COALESCE($5, last_error), \
          lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = $6 \
          WHERE job_id = $1 AND lease_owner = $2 AND status = 'running' AND attempts = $7 \
          RETURNING {JOB_COLUMNS}"
+    )
+}
+
+/// PostgreSQL: every finish in one statement, from column arrays.
+async fn finish_all_at_once(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: &str,
+    finishes: &[Finish],
+    now_ms: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    let returning = JOB_COLUMNS
+        .split(", ")
+        .map(|column| format!("jobs.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE jobs SET status = f.status, run_at_ms = f.run_at_ms, \
+             last_error = COALESCE(f.error, jobs.last_error), lease_owner = NULL, \
+             lease_expires_at_ms = NULL, updated_at_ms = $6 \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[]) \
+             AS f(job_id, status, run_at_ms, error, attempt) \
+         WHERE jobs.job_id = f.job_id AND jobs.lease_owner = $7 AND jobs.status = 'running' \
+             AND jobs.attempts = f.attempt \
+         RETURNING {returning}"
     );
-    on_pool!(store, |pool| {
-        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
-        let mut finished = Vec::with_capacity(finishes.len());
-        for finish in finishes {
-            let row: Option<JobRecord> = sqlx::query_as(&sql)
-                .bind(&finish.job_id)
-                .bind(owner)
-                .bind(finish.status)
-                .bind(finish.run_at_ms)
-                .bind(finish.error.as_deref())
-                .bind(now_ms)
-                .bind(finish.attempt)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(JobError::database("finish job"))?;
-            finished.extend(row);
-        }
-        tx.insert_history(&finished).await?;
-        tx.commit().await.map_err(JobError::database("commit"))?;
-        Ok(finished)
-    })
+    let ids: Vec<&str> = finishes.iter().map(|f| f.job_id.as_str()).collect();
+    let statuses: Vec<&str> = finishes.iter().map(|f| f.status).collect();
+    let run_at: Vec<i64> = finishes.iter().map(|f| f.run_at_ms).collect();
+    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error.as_deref()).collect();
+    let attempts: Vec<i32> = finishes.iter().map(|f| f.attempt).collect();
+    sqlx::query_as(&sql)
+        .bind(ids)
+        .bind(statuses)
+        .bind(run_at)
+        .bind(errors)
+        .bind(attempts)
+        .bind(now_ms)
+        .bind(owner)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(JobError::database("finish jobs"))
 }
 
 /// Takes back up to `limit` running jobs whose lease ran out by `now_ms`:

@@ -1,6 +1,8 @@
 //! The `jobs` and `job_status_history` tables, on either backend. The SQL is
 //! shared: sqlx binds `$n` on SQLite too.
 
+use std::collections::HashSet;
+
 use schemas::JobStatus;
 
 use super::model::{status_name, HistoryEntry, JobRecord, JobView};
@@ -23,71 +25,97 @@ pub(crate) const JOB_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_
      attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, lease_owner, \
      lease_expires_at_ms, ready";
 
-const INSERT_JOB: &str = "INSERT INTO jobs (job_id, job_type, subject_id, idempotency_key, \
-     status, attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, \
-     request, ready) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
-
-const INSERT_HISTORY: &str =
-    "INSERT INTO job_status_history (job_id, status, attempt, at_ms, error) \
-     VALUES ($1, $2, $3, $4, $5)";
+const INSERT_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_key, status, \
+     attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, request, ready";
 
 const ACTIVE: &str = "('queued', 'running', 'retry_scheduled')";
 
-/// Inserts a queued job (not ready: no worker claims it before
-/// [`mark_ready`]) and its first history entry, unless its id exists or its
-/// idempotency key belongs to an active job. True when inserted.
+/// Rows per multi-row insert: 13 binds each stays under SQLite's and
+/// PostgreSQL's bind limits.
+const INSERT_CHUNK: usize = 1_000;
+
+/// Inserts queued jobs (not ready: no worker claims them before
+/// [`mark_ready`]) with their first history entries, in one transaction,
+/// skipping any whose id exists or whose idempotency key an active job
+/// holds (also one earlier in `jobs`). Returns the ids inserted.
 pub async fn insert_queued(
     store: &Store,
-    job: &JobRecord,
-    request: &[u8],
-) -> Result<bool, JobError> {
+    jobs: &[(JobRecord, Vec<u8>)],
+) -> Result<HashSet<String>, JobError> {
     on_pool!(store, |pool| {
         let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
-        let inserted = sqlx::query(INSERT_JOB)
-            .bind(&job.job_id)
-            .bind(&job.job_type)
-            .bind(job.subject_id)
-            .bind(&job.idempotency_key)
-            .bind(&job.status)
-            .bind(job.attempts)
-            .bind(job.max_attempts)
-            .bind(job.run_at_ms)
-            .bind(&job.last_error)
-            .bind(job.created_at_ms)
-            .bind(job.updated_at_ms)
-            .bind(request)
-            .bind(false)
-            .execute(&mut *tx)
-            .await
-            .map_err(JobError::database("insert job"))?
-            .rows_affected()
-            == 1;
-        if inserted {
-            sqlx::query(INSERT_HISTORY)
-                .bind(&job.job_id)
-                .bind(&job.status)
-                .bind(job.attempts)
-                .bind(job.created_at_ms)
-                .bind(None::<String>)
-                .execute(&mut *tx)
+        let mut inserted = HashSet::new();
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            let mut query = sqlx::QueryBuilder::new(format!("INSERT INTO jobs ({INSERT_COLUMNS}) "));
+            query.push_values(chunk, |mut row, (job, request)| {
+                row.push_bind(&job.job_id)
+                    .push_bind(&job.job_type)
+                    .push_bind(job.subject_id)
+                    .push_bind(&job.idempotency_key)
+                    .push_bind(&job.status)
+                    .push_bind(job.attempts)
+                    .push_bind(job.max_attempts)
+                    .push_bind(job.run_at_ms)
+                    .push_bind(&job.last_error)
+                    .push_bind(job.created_at_ms)
+                    .push_bind(job.updated_at_ms)
+                    .push_bind(request.as_slice())
+                    .push_bind(false);
+            });
+            query.push(" ON CONFLICT DO NOTHING RETURNING job_id");
+            let ids: Vec<String> = query
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
                 .await
-                .map_err(JobError::database("insert job history"))?;
+                .map_err(JobError::database("insert jobs"))?;
+            let new: Vec<&JobRecord> = chunk
+                .iter()
+                .map(|(job, _)| job)
+                .filter(|job| ids.contains(&job.job_id))
+                .collect();
+            if !new.is_empty() {
+                let mut query = sqlx::QueryBuilder::new(
+                    "INSERT INTO job_status_history (job_id, status, attempt, at_ms, error) ",
+                );
+                query.push_values(new, |mut row, job| {
+                    row.push_bind(&job.job_id)
+                        .push_bind(&job.status)
+                        .push_bind(job.attempts)
+                        .push_bind(job.created_at_ms)
+                        .push_bind(None::<String>);
+                });
+                query
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(JobError::database("insert job history"))?;
+            }
+            inserted.extend(ids);
         }
         tx.commit().await.map_err(JobError::database("commit"))?;
         Ok(inserted)
     })
 }
 
-/// Lets workers claim the job: its `queued` event is out.
-pub async fn mark_ready(store: &Store, job_id: &str) -> Result<(), JobError> {
-    let sql = "UPDATE jobs SET ready = TRUE WHERE job_id = $1";
-    on_pool!(store, |pool| sqlx::query(sql)
-        .bind(job_id)
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .map_err(JobError::database("mark job ready")))
+/// Lets workers claim these jobs: their `queued` events are out.
+pub async fn mark_ready(store: &Store, job_ids: &[&str]) -> Result<(), JobError> {
+    if job_ids.is_empty() {
+        return Ok(());
+    }
+    on_pool!(store, |pool| {
+        let mut query = sqlx::QueryBuilder::new("UPDATE jobs SET ready = TRUE WHERE job_id IN (");
+        let mut ids = query.separated(", ");
+        for id in job_ids {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        query
+            .build()
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(JobError::database("mark jobs ready"))
+    })
 }
 
 pub async fn load(store: &Store, job_id: &str) -> Result<Option<JobRecord>, JobError> {

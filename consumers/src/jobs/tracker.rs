@@ -115,35 +115,51 @@ impl JobTracker {
     }
 
     /// Records `request` as queued unless its id is known or its idempotency
-    /// key is held by an active job (the database's unique index decides
-    /// races), announces `queued` and lets workers claim it. A known job
-    /// that was never announced (its recorder stopped first, or the API
-    /// recorded it) is announced now.
+    /// key is held by an active job, announces `queued` and lets workers
+    /// claim it. See [`JobTracker::record_batch`].
     pub async fn record(
         &self,
         request: &JobRequested,
         max_attempts: u32,
     ) -> Result<Recorded, JobError> {
-        let recorded = self.record_unannounced(request, max_attempts).await?;
-        match &recorded {
-            Recorded::New(view) | Recorded::Existing(view) if !view.job.ready => {
-                self.announce_queued(&view.job, request.job_type).await?;
-                store::mark_ready(&self.store, &view.job.job_id).await?;
-                self.recorded.notify_one();
-            }
-            _ => {}
+        let mut recorded = self.record_batch(&[(request, max_attempts)]).await?;
+        Ok(recorded.remove(0))
+    }
+
+    /// Records requests in order, in one transaction: each is queued unless
+    /// its id is known or its idempotency key is held by an active job (also
+    /// one earlier in the batch; the database's unique index decides races).
+    /// Then `queued` is announced for every job not announced yet (a
+    /// recorder that stopped first, or the API, leaves them so), and workers
+    /// may claim them.
+    pub async fn record_batch(
+        &self,
+        requests: &[(&JobRequested, u32)],
+    ) -> Result<Vec<Recorded>, JobError> {
+        let mut recorded = self.record_unannounced_batch(requests).await?;
+        let unready: Vec<(&JobRecord, JobType)> = recorded
+            .iter()
+            .zip(requests)
+            .filter_map(|(recorded, (request, _))| match recorded {
+                Recorded::New(view) | Recorded::Existing(view) if !view.job.ready => {
+                    Some((&view.job, request.job_type))
+                }
+                _ => None,
+            })
+            .collect();
+        if unready.is_empty() {
+            return Ok(recorded);
         }
-        Ok(match recorded {
-            Recorded::New(mut view) => {
+        self.announce_queued(&unready).await?;
+        let ids: Vec<&str> = unready.iter().map(|(job, _)| job.job_id.as_str()).collect();
+        store::mark_ready(&self.store, &ids).await?;
+        self.recorded.notify_one();
+        for entry in &mut recorded {
+            if let Recorded::New(view) | Recorded::Existing(view) = entry {
                 view.job.ready = true;
-                Recorded::New(view)
             }
-            Recorded::Existing(mut view) => {
-                view.job.ready = true;
-                Recorded::Existing(view)
-            }
-            duplicate => duplicate,
-        })
+        }
+        Ok(recorded)
     }
 
     /// Records `request` as queued but not claimable: the API's first step,
@@ -153,25 +169,49 @@ impl JobTracker {
         request: &JobRequested,
         max_attempts: u32,
     ) -> Result<Recorded, JobError> {
-        let job = JobRecord::queued(request, max_attempts, now_ms());
-        let encoded = self
-            .codec
-            .encode(request, Encoding::SingleObject)
-            .map_err(|e| JobError::Encode(e.to_string()))?;
-        // Twice at most: a key can be freed between the insert and the lookup.
-        for _ in 0..2 {
-            if store::insert_queued(&self.store, &job, &encoded).await? {
-                let view = JobView {
+        let mut recorded = self
+            .record_unannounced_batch(&[(request, max_attempts)])
+            .await?;
+        Ok(recorded.remove(0))
+    }
+
+    async fn record_unannounced_batch(
+        &self,
+        requests: &[(&JobRequested, u32)],
+    ) -> Result<Vec<Recorded>, JobError> {
+        let now = now_ms();
+        let mut jobs = Vec::with_capacity(requests.len());
+        for (request, max_attempts) in requests {
+            let encoded = self
+                .codec
+                .encode(*request, Encoding::SingleObject)
+                .map_err(|e| JobError::Encode(e.to_string()))?;
+            jobs.push((JobRecord::queued(request, *max_attempts, now), encoded));
+        }
+        let inserted = store::insert_queued(&self.store, &jobs).await?;
+        let mut recorded = Vec::with_capacity(jobs.len());
+        for (job, encoded) in jobs {
+            if inserted.contains(&job.job_id) {
+                recorded.push(Recorded::New(JobView {
                     history: vec![HistoryEntry {
                         status: job.status.clone(),
                         attempt: 0,
                         at_ms: job.created_at_ms,
                         error: None,
                     }],
-                    job: job.clone(),
-                };
-                return Ok(Recorded::New(view));
+                    job,
+                }));
+            } else {
+                recorded.push(self.known(job, &encoded).await?);
             }
+        }
+        Ok(recorded)
+    }
+
+    /// A request that was not inserted: its job exists, or an active job
+    /// holds its key. Twice at most: the key may be freed in between.
+    async fn known(&self, job: JobRecord, encoded: &[u8]) -> Result<Recorded, JobError> {
+        for _ in 0..2 {
             if let Some(view) = store::view(&self.store, &job.job_id).await? {
                 return Ok(Recorded::Existing(view));
             }
@@ -180,6 +220,12 @@ impl JobTracker {
                     return Ok(Recorded::Duplicate(existing));
                 }
             }
+            let inserted =
+                store::insert_queued(&self.store, &[(job.clone(), encoded.to_vec())]).await?;
+            if !inserted.is_empty() {
+                let history = store::history(&self.store, &job.job_id).await?;
+                return Ok(Recorded::New(JobView { job, history }));
+            }
         }
         Err(JobError::Invalid(format!(
             "job {} could not be recorded",
@@ -187,29 +233,44 @@ impl JobTracker {
         )))
     }
 
-    /// Publishes `queued` for a newly recorded job. Not mirrored: the first
-    /// mirror write comes from the worker that claims it, so mirror writes
-    /// of one job come from one place in order.
-    async fn announce_queued(&self, job: &JobRecord, job_type: JobType) -> Result<(), JobError> {
-        let event = status_event(job, job_type);
-        let payload = self.encode(&event)?;
+    /// Publishes `queued` for newly recorded jobs, in one batch. Not
+    /// mirrored: the first mirror write comes from the worker that claims a
+    /// job, so mirror writes of one job come from one place, in order.
+    async fn announce_queued(&self, jobs: &[(&JobRecord, JobType)]) -> Result<(), JobError> {
+        let mut records = Vec::with_capacity(jobs.len());
+        for (job, job_type) in jobs {
+            let payload = self.encode(&status_event(job, *job_type))?;
+            records.push(Record::new(job.job_id.as_bytes(), payload));
+        }
         self.publisher
-            .publish(topics::JOB_STATUS, job.job_id.as_bytes(), &payload)
+            .publish_batch(topics::JOB_STATUS, &records)
             .await
             .map_err(JobError::bus("publish job status"))?;
-        emit_transitioned(job, job_type);
+        for (job, job_type) in jobs {
+            emit_transitioned(job, *job_type);
+        }
         Ok(())
     }
 
-    /// After a worker's transaction: mirrors the jobs' views to Redis and
-    /// publishes their status events, in one batch.
+    /// After a worker's transaction: publishes the jobs' status events in
+    /// one batch and updates their Redis mirror. Jobs that are now running
+    /// lose their mirror (reads go to the database, one Redis call for the
+    /// batch); others get their fresh view.
     pub async fn announce(&self, jobs: &[JobRecord]) -> Result<(), JobError> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-        let views = store::views(&self.store, &ids).await?;
-        futures::future::join_all(views.iter().map(|view| self.mirror(view))).await;
+        let (running, settled): (Vec<&JobRecord>, Vec<&JobRecord>) =
+            jobs.iter().partition(|job| job.status == "running");
+        if !running.is_empty() {
+            let keys: Vec<String> = running.iter().map(|job| job_key(&job.job_id)).collect();
+            self.cache.delete(&keys).await;
+        }
+        if !settled.is_empty() {
+            let ids: Vec<&str> = settled.iter().map(|j| j.job_id.as_str()).collect();
+            let views = store::views(&self.store, &ids).await?;
+            futures::future::join_all(views.iter().map(|view| self.mirror(view))).await;
+        }
         let mut announced = Vec::with_capacity(jobs.len());
         let mut records = Vec::with_capacity(jobs.len());
         for job in jobs {
