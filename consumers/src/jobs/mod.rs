@@ -3,7 +3,18 @@
 //! database, mirrored in Redis and announced as [`schemas::JobStatusChanged`]
 //! on `jobs.status`.
 //!
-//! - [`JobsHandler`]: the group's [`pipeline::runner::Handler`].
+//! - [`JobsHandler`]: the group's [`pipeline::runner::Handler`]. It only
+//!   records: each slice of requests becomes queued rows in one transaction,
+//!   then their `queued` events, then the rows become claimable, then the
+//!   runner acks. Nothing waits for a job while holding a delivery, so a slow
+//!   job never stalls a partition or costs a consumer its group membership.
+//! - [`WorkerPool`]: runs jobs from the database under leases (`lease.rs`
+//!   holds its SQL): claims due jobs in batches (`FOR UPDATE SKIP LOCKED` on
+//!   PostgreSQL; SQLite's single writer needs no row locks), `workers` at a
+//!   time per process, renews leases every third of `lease_ms`, finishes
+//!   attempts in batches, takes back jobs whose lease ran out, and at
+//!   shutdown lets running jobs finish for `shutdown_grace_ms`, then releases
+//!   the rest.
 //! - [`JobExecutor`] / [`StandardExecutor`]: what a job does, by type:
 //!   `ScoutReportPlayer` / `ScoutReportTeam` build the report from the
 //!   database and cache it where [`crate::scout::ScoutService`] reads it;
@@ -12,12 +23,13 @@
 //!   [`crate::persist::Store`]; `RecomputeHeroPool` runs
 //!   [`recompute_hero_pool`] for one account.
 //! - [`JobTracker`]: status in the `jobs` and `job_status_history` tables,
-//!   the `job:{id}` JSON mirror (through [`crate::cache::Cache`]) and the
-//!   status events.
+//!   the `job:{id}` JSON mirror (through [`crate::cache::Cache`]), the
+//!   status events and the dead letters of dead jobs.
 //! - [`RateLimiter`]: GCRA per external service in one Redis Lua script,
 //!   shared by all workers; a per-process limiter at
 //!   `rate_limit_fallback_fraction` of the limit takes over while Redis is
 //!   away (logged once, `scoutstream_rate_limit_waits_total` counts waits).
+//!   A job waits for its permit inside its attempt, with its lease renewed.
 //! - [`api::router`]: the HTTP API (`POST /jobs`, `GET /jobs/{id}`,
 //!   `GET /jobs?status=`, scout reports).
 //!
@@ -26,38 +38,31 @@
 //! `queued → running → succeeded`, or `running → retry_scheduled → running …`
 //! for retriable failures (exponential backoff with jitter, `max_attempts`
 //! per job type or per request), ending `dead` after the last attempt or at
-//! the first permanent error. Each transition is one transaction (row update +
-//! history row), then the mirror, then the event; `scoutstream_jobs_total`
-//! counts it.
+//! the first permanent error. Each batch of transitions is one transaction
+//! (rows + history rows), then the status events and mirror writes;
+//! `scoutstream_jobs_total` counts them.
 //!
-//! - **Retries run inside the handler** (not the runner's retry loop), so the
-//!   job's own attempt count, backoff and status history stay exact. Errors of
-//!   the bookkeeping itself (database, bus) are retriable `HandlerError`s: the
-//!   runner retries the delivery, and the job resumes from its row.
-//! - **Dead jobs** make the handler return a permanent `HandlerError` (kind of
-//!   the last error), so the runner writes the `DeadLetter` to `dead-letters`
-//!   before acking. Its `attempts` counts deliveries; the job's attempts are in
-//!   its message and its row.
+//! - **Never twice at once**: a job runs only under a lease, and every row
+//!   change of a worker names its lease (`lease_owner`, attempt). A worker
+//!   whose lease was taken back drops its result and stops the job.
+//! - **A dead worker's jobs** (killed, partitioned from the database) run
+//!   again once their lease runs out: that attempt counts (`retry_scheduled`
+//!   with "lease expired: worker … stopped during attempt n"), or the job is
+//!   `dead` if it was the last.
+//! - **Retries and delayed jobs** are rows with a later `run_at_ms`; a
+//!   delayed job never holds back the jobs behind it.
+//! - **Dead jobs** get a `DeadLetter` on `dead-letters` (the recorded
+//!   request, the error's kind, "dead after n attempts: …"), written by the
+//!   worker pool after the transaction that made them dead.
 //! - **Idempotency**: a request whose idempotency key an active job (queued,
-//!   running, retry_scheduled) holds is acknowledged without running; a
-//!   partial unique index decides races. A finished job frees its key. The
-//!   handler records a partition slice before running it, so duplicates in
-//!   one batch are caught; the API records at enqueue time.
-//! - **Redelivery** (a worker killed mid-job; the runner acks only after the
-//!   handler returns): a known job id resumes from its row. A `running` row
-//!   means the attempt died with its worker: it counts, `retry_scheduled`
-//!   (error "worker stopped during attempt n") is recorded, and the next
-//!   attempt runs, or the job is `dead` if that was the last. A succeeded
-//!   job is acknowledged; a dead one fails again (kind `job_dead`), since its
-//!   dead letter may be what was missing: dead letters are at least once.
-//! - **Delayed jobs** (`run_at_ms`): due within `max_inline_delay_ms`, the
-//!   handler waits in place. Later ones wait that long and are re-published
-//!   to `jobs` (same key and payload; the row keeps the state), so a far
-//!   future job holds its partition for at most `max_inline_delay_ms` at a
-//!   time. Retry backoff is waited in place.
-//! - Not handled: two workers running one job at once after a rebalance that
-//!   redelivers a job still running elsewhere (no lease); the second run
-//!   continues the attempt count.
+//!   running, retry_scheduled) holds is acknowledged without a job; a partial
+//!   unique index decides races. A finished job frees its key. A redelivered
+//!   request finds its job and changes nothing.
+//! - **Ordering of status events**: a job becomes claimable only after its
+//!   `queued` event is out (`ready`), so `running` never precedes it.
+//! - Status events, mirror writes and dead letters follow a committed
+//!   transaction; a crash between the two loses them (the database keeps the
+//!   record). A transactional outbox would close that gap.
 
 pub mod api;
 mod config;

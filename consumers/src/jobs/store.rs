@@ -46,7 +46,8 @@ pub async fn insert_queued(
         let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
         let mut inserted = HashSet::new();
         for chunk in jobs.chunks(INSERT_CHUNK) {
-            let mut query = sqlx::QueryBuilder::new(format!("INSERT INTO jobs ({INSERT_COLUMNS}) "));
+            let mut query =
+                sqlx::QueryBuilder::new(format!("INSERT INTO jobs ({INSERT_COLUMNS}) "));
             query.push_values(chunk, |mut row, (job, request)| {
                 row.push_bind(&job.job_id)
                     .push_bind(&job.job_type)
