@@ -1215,6 +1215,139 @@ async fn api_enqueues_validates_and_reports() {
     .await;
 }
 
+/// The `status` events of a finished SSE answer: (id, data).
+fn sse_events(body: &str) -> Vec<(i64, Value)> {
+    body.split("\n\n")
+        .filter(|block| block.contains("event: status"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .unwrap()
+                    .to_string()
+            };
+            (
+                field("id: ").parse().unwrap(),
+                serde_json::from_str(&field("data: ")).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_streams_status_changes_cancels_and_retries() {
+    run(Kind::Postgres, |env| async move {
+        let base = api_base(&env, None).await;
+        let http = reqwest::Client::new();
+        env.upstream.fail_first.store(1, Ordering::SeqCst);
+        let enqueue = |body: Value| {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let answer: Value = http
+                    .post(format!("{base}/jobs"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                answer["job_id"].as_str().unwrap().to_string()
+            }
+        };
+
+        // The stream is open before the job runs, and follows it to the end.
+        let job_id = enqueue(json!({"job_type": "refresh_player", "subject_id": 31})).await;
+        let stream = tokio::spawn({
+            let url = format!("{base}/jobs/{job_id}/events");
+            let http = http.clone();
+            async move {
+                let response = http.get(url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                assert_eq!(
+                    response.headers()["content-type"].to_str().unwrap(),
+                    "text/event-stream"
+                );
+                response.text().await.unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let worker = spawn_runner(&env, "jobs", env.handler()).await;
+        let view = env.wait_finished(&job_id, Duration::from_secs(20)).await;
+        let body = tokio::time::timeout(Duration::from_secs(10), stream)
+            .await
+            .expect("the stream ends after the terminal status")
+            .unwrap();
+        let events = sse_events(&body);
+        let statuses: Vec<&str> = events.iter().map(|(_, e)| e["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, view.statuses());
+        assert_eq!(statuses, ["queued", "running", "retry_scheduled", "running", "succeeded"]);
+        assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+        assert!(events[2].1["error"].as_str().unwrap().contains("HTTP 500"));
+
+        // Resumed after an event id: only what came after it.
+        let resumed = http
+            .get(format!("{base}/jobs/{job_id}/events"))
+            .header("Last-Event-ID", events[2].0.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let resumed: Vec<i64> = sse_events(&resumed).iter().map(|(id, _)| *id).collect();
+        assert_eq!(resumed, [events[3].0, events[4].0]);
+
+        // Cancel a job due in an hour; a second cancel conflicts.
+        let later = enqueue(json!({
+            "job_type": "refresh_player", "subject_id": 32, "run_at_ms": now_ms() + 3_600_000
+        }))
+        .await;
+        let response = http.post(format!("{base}/jobs/{later}/cancel")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!((answer["status"].as_str(), answer["cancelled"].as_bool()), (Some("dead"), Some(true)));
+        let response = http.post(format!("{base}/jobs/{later}/cancel")).send().await.unwrap();
+        assert_eq!(response.status(), 409);
+        let cancelled = env.view(&later).await.unwrap();
+        assert_eq!(cancelled.statuses(), ["queued", "dead"]);
+        assert_eq!(cancelled.job.last_error.as_deref(), Some("cancelled through the API"));
+
+        // Retry the cancelled (dead) job: it runs now, with fresh attempts.
+        let hits = env.upstream.hits();
+        let response = http.post(format!("{base}/jobs/{later}/retry")).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+        let retried = env.wait_finished(&later, Duration::from_secs(20)).await;
+        assert_eq!(retried.statuses(), ["queued", "dead", "queued", "running", "succeeded"]);
+        assert_eq!(retried.job.attempts, 1);
+        assert_eq!(env.upstream.hits(), hits + 1);
+        let response = http.post(format!("{base}/jobs/{later}/retry")).send().await.unwrap();
+        assert_eq!(response.status(), 409, "only a dead job is retried");
+
+        // A running job cancelled: its worker stops it at the next renewal.
+        env.upstream.hang_next.store(true, Ordering::SeqCst);
+        let hung = enqueue(json!({"job_type": "refresh_player", "subject_id": 33})).await;
+        let started = Instant::now();
+        while env.view(&hung).await.unwrap().job.status != "running" {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let response = http.post(format!("{base}/jobs/{hung}/cancel")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let (_, pool_stats) = stop_both(worker).await;
+        assert_eq!(pool_stats.lost, 1, "the running attempt was stopped, its result dropped");
+        assert_eq!(env.view(&hung).await.unwrap().statuses(), ["queued", "running", "dead"]);
+
+        for path in ["/jobs/nope/events", "/jobs/nope/cancel", "/jobs/nope/retry"] {
+            let request = if path.ends_with("events") { http.get(format!("{base}{path}")) } else { http.post(format!("{base}{path}")) };
+            assert_eq!(request.send().await.unwrap().status(), 404, "{path}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_wants_the_bearer_token_when_configured() {
     run(Kind::Sqlite, |env| async move {

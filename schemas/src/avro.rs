@@ -15,7 +15,11 @@ pub const MATCH_COMPLETED_AVSC: &str = include_str!("../avro/MatchCompleted.avsc
 pub const MATCH_COMPLETED_V1_AVSC: &str = include_str!("../avro/v1/MatchCompleted.avsc");
 pub const PLAYER_PROFILE_AVSC: &str = include_str!("../avro/PlayerProfile.avsc");
 pub const JOB_REQUESTED_AVSC: &str = include_str!("../avro/JobRequested.avsc");
+/// Raw text of `v1/JobRequested.avsc`: before the `ParseMatch` job type.
+pub const JOB_REQUESTED_V1_AVSC: &str = include_str!("../avro/v1/JobRequested.avsc");
 pub const JOB_STATUS_CHANGED_AVSC: &str = include_str!("../avro/JobStatusChanged.avsc");
+/// Raw text of `v1/JobStatusChanged.avsc`: before the `ParseMatch` job type.
+pub const JOB_STATUS_CHANGED_V1_AVSC: &str = include_str!("../avro/v1/JobStatusChanged.avsc");
 pub const MATCH_ENRICHED_AVSC: &str = include_str!("../avro/MatchEnriched.avsc");
 pub const DEAD_LETTER_AVSC: &str = include_str!("../avro/DeadLetter.avsc");
 
@@ -52,7 +56,9 @@ embedded! {
     MATCH_COMPLETED_V1 = MATCH_COMPLETED_V1_AVSC;
     PLAYER_PROFILE = PLAYER_PROFILE_AVSC;
     JOB_REQUESTED = JOB_REQUESTED_AVSC;
+    JOB_REQUESTED_V1 = JOB_REQUESTED_V1_AVSC;
     JOB_STATUS_CHANGED = JOB_STATUS_CHANGED_AVSC;
+    JOB_STATUS_CHANGED_V1 = JOB_STATUS_CHANGED_V1_AVSC;
     MATCH_ENRICHED = MATCH_ENRICHED_AVSC;
     DEAD_LETTER = DEAD_LETTER_AVSC;
 }
@@ -70,8 +76,12 @@ pub fn current_schemas() -> [&'static Schema; 6] {
 }
 
 /// Older schemas whose data may still be in topics and streams.
-pub fn historic_schemas() -> [&'static Schema; 1] {
-    [&MATCH_COMPLETED_V1.schema]
+pub fn historic_schemas() -> [&'static Schema; 3] {
+    [
+        &MATCH_COMPLETED_V1.schema,
+        &JOB_REQUESTED_V1.schema,
+        &JOB_STATUS_CHANGED_V1.schema,
+    ]
 }
 
 /// `MatchCompleted` as first published (see [`MATCH_COMPLETED_V1_AVSC`]).

@@ -140,6 +140,8 @@ pub enum JobType {
     ScoutReportTeam,
     RefreshPlayer,
     RecomputeHeroPool,
+    /// Fetch a match (an OpenDota parse request) and publish it on `matches`.
+    ParseMatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,18 +5,25 @@
 //! | `POST /jobs` | 202 `{job_id, status}`; 200 `{job_id, duplicate: true}` when an active job holds the idempotency key; 400 `{error}` |
 //! | `GET /jobs/{id}` | 200 [`JobView`] (Redis mirror first, database second); 404 |
 //! | `GET /jobs?status=queued&limit=100` | 200 `[JobRecord]`, newest update first; 400 |
+//! | `GET /jobs/{id}/events` | 200 Server-Sent Events: every status change (`event: status`, `id:` its sequence number, JSON data), in order, from the first (or after `Last-Event-ID`); ends after a terminal status; 404 |
+//! | `POST /jobs/{id}/cancel` | 200 `{job_id, status: "dead", cancelled: true}`: an active job is cancelled (a running one is stopped at its worker's next lease renewal); 409 when finished; 404 |
+//! | `POST /jobs/{id}/retry` | 202 `{job_id, status: "queued"}`: a dead job runs again with fresh attempts; 409 when not dead or when an active job holds its idempotency key; 404 |
 //! | `GET /players/{id}/scout` | 200 `{served, report}`; 404 |
 //! | `GET /teams/{id}/scout` | 200 `{served, report}`; 404 |
 //!
 //! With a token configured, every route wants `Authorization: Bearer <token>`
 //! (401 otherwise). Errors are `{"error": "..."}`.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,7 +37,7 @@ use super::handler::validate;
 use super::model::{parse_job_type, parse_status, JobView};
 use super::opendota::now_ms;
 use super::tracker::{JobTracker, Recorded};
-use super::{store, JobError};
+use super::{lease, store, JobError};
 use crate::scout::{ScoutService, Served};
 
 /// Largest page of `GET /jobs`.
@@ -61,6 +68,9 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/jobs", post(enqueue).get(list))
         .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/events", get(job_events))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/retry", post(retry))
         .route("/players/{id}/scout", get(player_scout))
         .route("/teams/{id}/scout", get(team_scout))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -242,6 +252,141 @@ async fn job(
         .await?
         .map(Json)
         .ok_or_else(|| not_found(format!("no job `{id}`")))
+}
+
+/// How often an events stream looks for new status changes.
+const EVENTS_POLL: Duration = Duration::from_millis(200);
+
+/// Where an events stream is.
+struct EventsCursor {
+    store: crate::persist::Store,
+    job_id: String,
+    after_seq: i64,
+    pending: VecDeque<(i64, String, i32, i64, Option<String>)>,
+    first: bool,
+    done: bool,
+}
+
+async fn job_events(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if store::load(state.tracker.store(), &id).await?.is_none() {
+        return Err(not_found(format!("no job `{id}`")));
+    }
+    let after_seq = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let cursor = EventsCursor {
+        store: state.tracker.store().clone(),
+        job_id: id,
+        after_seq,
+        pending: VecDeque::new(),
+        first: true,
+        done: false,
+    };
+    let stream = futures::stream::unfold(cursor, next_status_event);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The next status change as an SSE event, polling the history table; the
+/// stream ends after a terminal status with nothing behind it.
+async fn next_status_event(
+    mut cursor: EventsCursor,
+) -> Option<(Result<SseEvent, Infallible>, EventsCursor)> {
+    loop {
+        if let Some((seq, status, attempt, at_ms, error)) = cursor.pending.pop_front() {
+            cursor.after_seq = seq;
+            let terminal = parse_status(&status).is_some_and(super::model::is_terminal);
+            cursor.done = terminal && cursor.pending.is_empty();
+            let data = json!({
+                "job_id": cursor.job_id,
+                "status": status,
+                "attempt": attempt,
+                "at_ms": at_ms,
+                "error": error,
+            });
+            let event = SseEvent::default()
+                .event("status")
+                .id(seq.to_string())
+                .data(data.to_string());
+            return Some((Ok(event), cursor));
+        }
+        if cursor.done {
+            return None;
+        }
+        if !cursor.first {
+            tokio::time::sleep(EVENTS_POLL).await;
+        }
+        cursor.first = false;
+        match lease::history_after(&cursor.store, &cursor.job_id, cursor.after_seq).await {
+            Ok(rows) => cursor.pending.extend(rows),
+            Err(err) => {
+                cursor.done = true;
+                let event = SseEvent::default().event("error").data(err.to_string());
+                return Some((Ok(event), cursor));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Changed {
+    job_id: String,
+    status: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancelled: bool,
+}
+
+async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Some(job) = state.tracker.cancel(&id).await? {
+        let answer = Changed { job_id: job.job_id, status: job.status, cancelled: true };
+        return Ok(Json(answer).into_response());
+    }
+    match store::load(state.tracker.store(), &id).await? {
+        None => Err(not_found(format!("no job `{id}`"))),
+        Some(job) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job `{id}` is {} already", job.status),
+        )),
+    }
+}
+
+async fn retry(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let retried = match state.tracker.retry(&id).await {
+        Ok(retried) => retried,
+        Err(JobError::Database { source, .. })
+            if source.as_database_error().is_some_and(|e| e.is_unique_violation()) =>
+        {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("an active job holds the idempotency key of job `{id}`"),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(job) = retried {
+        let answer = Changed { job_id: job.job_id, status: job.status, cancelled: false };
+        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+    }
+    match store::load(state.tracker.store(), &id).await? {
+        None => Err(not_found(format!("no job `{id}`"))),
+        Some(job) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job `{id}` is {}, not dead", job.status),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]

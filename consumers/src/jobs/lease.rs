@@ -246,6 +246,78 @@ pub async fn release(
     })
 }
 
+/// Cancels an active job: it becomes `dead` with `reason` (no dead letter:
+/// nothing failed). A running one loses its lease, so its worker stops it at
+/// its next renewal. `None` when the job is not active (or unknown).
+pub async fn cancel(
+    store: &Store,
+    job_id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Option<JobRecord>, JobError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'dead', last_error = $2, lease_owner = NULL, \
+         lease_expires_at_ms = NULL, updated_at_ms = $3 \
+         WHERE job_id = $1 AND status IN ('queued', 'running', 'retry_scheduled') \
+         RETURNING {JOB_COLUMNS}"
+    );
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let cancelled: Option<JobRecord> = sqlx::query_as(&sql)
+            .bind(job_id)
+            .bind(reason)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(JobError::database("cancel job"))?;
+        tx.insert_history(cancelled.as_slice()).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(cancelled)
+    })
+}
+
+/// Gives a dead job a fresh set of attempts: `queued`, due now. `None` when
+/// the job is not dead (or unknown); an error of kind `database` when an
+/// active job now holds its idempotency key.
+pub async fn retry_dead(
+    store: &Store,
+    job_id: &str,
+    now_ms: i64,
+) -> Result<Option<JobRecord>, JobError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_at_ms = $2, updated_at_ms = $2, \
+         ready = TRUE WHERE job_id = $1 AND status = 'dead' RETURNING {JOB_COLUMNS}"
+    );
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+        let retried: Option<JobRecord> = sqlx::query_as(&sql)
+            .bind(job_id)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(JobError::database("retry job"))?;
+        tx.insert_history(retried.as_slice()).await?;
+        tx.commit().await.map_err(JobError::database("commit"))?;
+        Ok(retried)
+    })
+}
+
+/// History rows of a job after `after_seq`, oldest first, with their `seq`.
+pub async fn history_after(
+    store: &Store,
+    job_id: &str,
+    after_seq: i64,
+) -> Result<Vec<(i64, String, i32, i64, Option<String>)>, JobError> {
+    let sql = "SELECT seq, status, attempt, at_ms, error FROM job_status_history \
+               WHERE job_id = $1 AND seq > $2 ORDER BY seq";
+    on_pool!(store, |pool| sqlx::query_as(sql)
+        .bind(job_id)
+        .bind(after_seq)
+        .fetch_all(pool)
+        .await
+        .map_err(JobError::database("load job history")))
+}
+
 /// The recorded requests of `job_ids` (for dead letters), by id.
 pub async fn requests(
     store: &Store,

@@ -291,6 +291,25 @@ impl JobTracker {
         Ok(())
     }
 
+    /// Cancels an active job (see [`lease::cancel`]) and announces it.
+    pub async fn cancel(&self, job_id: &str) -> Result<Option<JobRecord>, JobError> {
+        let cancelled = lease::cancel(&self.store, job_id, "cancelled through the API", now_ms()).await?;
+        if let Some(job) = &cancelled {
+            self.announce(std::slice::from_ref(job)).await?;
+        }
+        Ok(cancelled)
+    }
+
+    /// Queues a dead job again with fresh attempts and announces it.
+    pub async fn retry(&self, job_id: &str) -> Result<Option<JobRecord>, JobError> {
+        let retried = lease::retry_dead(&self.store, job_id, now_ms()).await?;
+        if let Some(job) = &retried {
+            self.announce(std::slice::from_ref(job)).await?;
+            self.recorded.notify_one();
+        }
+        Ok(retried)
+    }
+
     /// Dead-letters dead jobs: the recorded request, the kind and message of
     /// the last error, `group` as the consumer group.
     pub async fn dead_letter(&self, group: &str, dead: &[DeadJob]) -> Result<(), JobError> {
