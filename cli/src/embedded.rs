@@ -92,7 +92,7 @@ async fn scout_views(config: &AppConfig, events: &[IngestedEvent]) -> anyhow::Re
         .iter()
         .filter_map(|e| match e {
             IngestedEvent::Player(p) => Some(p.account_id),
-            IngestedEvent::Match(_) => None,
+            IngestedEvent::Match(_) | IngestedEvent::Job(_) => None,
         })
         .collect();
     accounts.sort_unstable();
@@ -106,7 +106,7 @@ async fn scout_views(config: &AppConfig, events: &[IngestedEvent]) -> anyhow::Re
         .iter()
         .filter_map(|e| match e {
             IngestedEvent::Match(m) => Some([m.radiant_team.as_ref(), m.dire_team.as_ref()]),
-            IngestedEvent::Player(_) => None,
+            IngestedEvent::Player(_) | IngestedEvent::Job(_) => None,
         })
         .flatten()
         .flatten()
@@ -179,8 +179,24 @@ fn ingest(
     for dir in &options.data_dirs {
         let ingested = ingest_dir(dir, now_ms)?;
         for file in ingested.files {
-            report.files_ingested.push((file.path, file.events.len()));
-            events.extend(file.events);
+            // Parse requests would call OpenDota: the embedded demo runs offline.
+            let (jobs, data): (Vec<IngestedEvent>, Vec<IngestedEvent>) = file
+                .events
+                .into_iter()
+                .partition(|e| matches!(e, IngestedEvent::Job(_)));
+            if !jobs.is_empty() {
+                report.files_skipped.push((
+                    file.path,
+                    format!(
+                        "{} OpenDota parse request(s), not run here: the embedded demo does \
+                         not call OpenDota (`scoutstream produce` publishes them to `jobs`)",
+                        jobs.len()
+                    ),
+                ));
+                continue;
+            }
+            report.files_ingested.push((file.path, data.len()));
+            events.extend(data);
         }
         for skipped in ingested.skipped {
             report

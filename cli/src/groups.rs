@@ -49,8 +49,13 @@ async fn handler_for(
         GroupName::Jobs => {
             let (store, cache) = (store(config).await?, cache(config).await?);
             let limiter = RateLimiter::new(&config.jobs).context("starting the rate limiter")?;
-            let executor =
-                StandardExecutor::new(store.clone(), cache.clone(), limiter, &config.jobs)?;
+            let executor = StandardExecutor::new(
+                store.clone(),
+                cache.clone(),
+                limiter,
+                bus.publisher().await?,
+                &config.jobs,
+            )?;
             let tracker = tracker(config, bus, store, cache).await?;
             let handler = JobsHandler::new(tracker.clone(), config.jobs.clone());
             let pool = WorkerPool::new(

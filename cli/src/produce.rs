@@ -25,9 +25,13 @@ pub struct ProduceReport {
 
 impl ProduceReport {
     pub fn render(&self) -> String {
-        let events = self.counts.matches + self.counts.players;
+        let events = self.counts.matches + self.counts.players + self.counts.jobs;
+        let jobs = match self.counts.jobs {
+            0 => String::new(),
+            n => format!(" and {n} job requests"),
+        };
         format!(
-            "published {} matches and {} player profiles in {:.2}s ({:.0} events/s)\n",
+            "published {} matches and {} player profiles{jobs} in {:.2}s ({:.0} events/s)\n",
             self.counts.matches,
             self.counts.players,
             self.seconds,
@@ -76,8 +80,9 @@ pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<Produ
         let published = publisher.publish_ingested(chunk).await?;
         counts.matches += published.matches;
         counts.players += published.players;
+        counts.jobs += published.jobs;
         progress(
-            counts.matches + counts.players,
+            counts.matches + counts.players + counts.jobs,
             events.len(),
             started.elapsed().as_secs_f64(),
         );

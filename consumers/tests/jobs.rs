@@ -258,6 +258,7 @@ impl Env {
                 self.store.clone(),
                 self.cache.clone(),
                 limiter,
+                self.publisher(),
                 &self.config,
             )
             .unwrap(),
@@ -1440,8 +1441,10 @@ async fn job_worker_process() {
     config.key_prefix = var("WORKER_LIMIT_PREFIX");
     config.workers = 8;
     let limiter = RateLimiter::new(&config).unwrap();
-    let executor = StandardExecutor::new(store.clone(), cache.clone(), limiter, &config).unwrap();
     let bus = MemoryBus::new(4);
+    let executor =
+        StandardExecutor::new(store.clone(), cache.clone(), limiter, Arc::new(bus.clone()), &config)
+            .unwrap();
     let tracker = JobTracker::new(store, cache, Arc::new(bus), Duration::from_secs(600));
     let pool = WorkerPool::new(tracker, Arc::new(executor), config, "jobs");
     let stop = CancellationToken::new();

@@ -207,6 +207,7 @@ fn fixture(name: &str) -> Vec<PersistEvent> {
         .map(|event| match event {
             IngestedEvent::Match(m) => PersistEvent::Match(m),
             IngestedEvent::Player(p) => PersistEvent::Profile(p),
+            IngestedEvent::Job(j) => panic!("{name} holds a job request: {j:?}"),
         })
         .collect()
 }

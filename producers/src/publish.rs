@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use pipeline::bus::{BusError, Publisher, Record};
-use schemas::{topics, Codec, CodecError, Encoding, Event, MatchCompleted, PlayerProfile};
+use schemas::{
+    topics, Codec, CodecError, Encoding, Event, JobRequested, MatchCompleted, PlayerProfile,
+};
 
 use crate::ingest::IngestedEvent;
 
@@ -37,6 +39,7 @@ impl PublishError {
 pub struct PublishCounts {
     pub matches: usize,
     pub players: usize,
+    pub jobs: usize,
 }
 
 pub struct EventPublisher {
@@ -66,22 +69,39 @@ impl EventPublisher {
         Ok(records.len())
     }
 
-    /// Publishes ingested events, matches and players each to their topic.
+    /// Job requests go to `jobs`, keyed by idempotency key when they have
+    /// one (duplicates share a partition and are seen in order), else by id.
+    pub async fn publish_jobs(&self, jobs: &[JobRequested]) -> Result<usize, PublishError> {
+        let records = self.encode_all(jobs, |j| {
+            j.idempotency_key
+                .as_deref()
+                .unwrap_or(&j.job_id)
+                .as_bytes()
+                .to_vec()
+        })?;
+        self.send(topics::JOBS, &records).await?;
+        Ok(records.len())
+    }
+
+    /// Publishes ingested events, each kind to its topic.
     pub async fn publish_ingested(
         &self,
         events: &[IngestedEvent],
     ) -> Result<PublishCounts, PublishError> {
         let mut matches = Vec::new();
         let mut players = Vec::new();
+        let mut jobs = Vec::new();
         for event in events {
             match event {
                 IngestedEvent::Match(m) => matches.push(m.clone()),
                 IngestedEvent::Player(p) => players.push(p.clone()),
+                IngestedEvent::Job(j) => jobs.push(j.clone()),
             }
         }
         Ok(PublishCounts {
             matches: self.publish_matches(&matches).await?,
             players: self.publish_players(&players).await?,
+            jobs: self.publish_jobs(&jobs).await?,
         })
     }
 

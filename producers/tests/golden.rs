@@ -8,7 +8,7 @@ use producers::ingest::{
     ingest_dir, ingest_file, shared_data_dir, IngestError, IngestedEvent, SkipReason,
 };
 use schemas::reference::Reference;
-use schemas::{MatchCompleted, PickBan, PlayerPerformance, PlayerProfile, Team};
+use schemas::{JobType, MatchCompleted, PickBan, PlayerPerformance, PlayerProfile, Team};
 
 /// The ingest time the tests pass in; records without a time of their own get it.
 const INGEST_TIME_MS: i64 = 1_700_000_000_000;
@@ -311,16 +311,18 @@ fn steam_player_summaries() {
 }
 
 #[test]
-fn job_record_is_rejected_with_a_clear_error() {
-    let err = ingest_file(fixture("job.json"), INGEST_TIME_MS).unwrap_err();
-    assert!(
-        matches!(err.cause(), IngestError::Unrecognised(_)),
-        "{err:?}"
-    );
-    let message = err.to_string();
-    assert!(message.contains("job.json, line 1"), "{message}");
-    assert!(message.contains("OpenDota job record"), "{message}");
-    assert!(!err.is_retriable());
+fn job_record_is_a_parse_match_request() {
+    let events: [IngestedEvent; 1] = ingest("job.json").try_into().unwrap();
+    let [IngestedEvent::Job(request)] = events else {
+        panic!("job.json: expected one job request")
+    };
+    assert_eq!(request.job_type, JobType::ParseMatch);
+    // "match_id": 3402873969
+    assert_eq!(request.subject_id, 3_402_873_969);
+    assert_eq!(request.job_id, "parse_match-3402873969");
+    assert_eq!(request.idempotency_key.as_deref(), Some("parse_match:3402873969"));
+    assert_eq!(request.requested_at_ms, INGEST_TIME_MS);
+    assert_eq!((request.run_at_ms, request.max_attempts), (None, None));
 }
 
 #[test]
@@ -345,6 +347,7 @@ fn whole_fixture_directory() {
         [
             "details_api.json",
             "details_api_pro.json",
+            "job.json",
             "retriever_match.json",
             "retriever_player.json",
             "summaries_api.json"
@@ -352,7 +355,7 @@ fn whole_fixture_directory() {
     );
     assert_eq!(
         names(report.skipped.iter().map(|s| &s.path).collect()),
-        ["LICENSE", "heroes_api.json", "job.json", "leagues_api.json"]
+        ["LICENSE", "heroes_api.json", "leagues_api.json"]
     );
     for skipped in &report.skipped {
         let is_license = skipped.path.ends_with("LICENSE");
@@ -368,5 +371,5 @@ fn whole_fixture_directory() {
         .events()
         .filter(|e| matches!(e, IngestedEvent::Match(_)))
         .count();
-    assert_eq!((matches, report.events().count()), (3, 5));
+    assert_eq!((matches, report.events().count()), (3, 6));
 }

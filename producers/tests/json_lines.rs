@@ -71,6 +71,7 @@ fn ids(path: &Path) -> Vec<String> {
             IngestedEvent::Player(p) => {
                 format!("player {} {} {}", p.account_id, p.source, p.observed_at_ms)
             }
+            IngestedEvent::Job(j) => format!("job {} {:?} {}", j.job_id, j.job_type, j.subject_id),
         })
         .collect()
 }

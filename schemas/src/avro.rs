@@ -84,6 +84,11 @@ pub fn historic_schemas() -> [&'static Schema; 3] {
     ]
 }
 
+/// `JobRequested` before the `ParseMatch` job type.
+pub fn job_requested_v1() -> &'static Schema {
+    &JOB_REQUESTED_V1.schema
+}
+
 /// `MatchCompleted` as first published (see [`MATCH_COMPLETED_V1_AVSC`]).
 pub fn match_completed_v1() -> &'static Schema {
     &MATCH_COMPLETED_V1.schema

@@ -5,7 +5,7 @@ mod common;
 
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
-use schemas::{avro, Codec, Encoding, Event, MatchCompleted, Team};
+use schemas::{avro, Codec, Encoding, Event, JobRequested, JobType, MatchCompleted, Team};
 use serde::{Deserialize, Serialize};
 
 /// MatchCompleted as a producer or consumer still on v1 has it. Unknown
@@ -183,4 +183,43 @@ fn v1_type_rejects_fields_it_does_not_know() {
         .decode_with_reader_schema::<MatchCompletedV1>(&bytes, current)
         .unwrap_err();
     assert_eq!(err.kind(), "invalid_avro", "{err}");
+}
+
+/// A `JobRequested` as a producer still on v1 (before `ParseMatch`) writes it:
+/// the same fields, written with the v1 schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct JobRequestedV1(JobRequested);
+
+impl Event for JobRequestedV1 {
+    const NAME: &'static str = JobRequested::NAME;
+
+    fn schema() -> &'static Schema {
+        avro::job_requested_v1()
+    }
+}
+
+#[test]
+fn job_requests_of_v1_producers_still_read() {
+    let current = JobRequested::schema();
+    let v1 = avro::job_requested_v1();
+    // Current readers read v1 data; v1 readers read current data unless it
+    // names the new job type (Avro enums have no default here).
+    SchemaCompatibility::can_read(v1, current).unwrap();
+    assert_ne!(avro::fingerprint(v1), JobRequested::fingerprint());
+    let request = JobRequested {
+        job_id: "j-1".into(),
+        job_type: JobType::RefreshPlayer,
+        subject_id: 86_745_912,
+        idempotency_key: Some("refresh:86745912".into()),
+        run_at_ms: None,
+        requested_at_ms: 1_700_000_000_000,
+        max_attempts: Some(4),
+    };
+    let bytes = Codec::default()
+        .encode(&JobRequestedV1(request.clone()), Encoding::SingleObject)
+        .unwrap();
+    assert_eq!(bytes[2..10], avro::fingerprint(v1).to_le_bytes());
+    let decoded: JobRequested = Codec::default().decode(&bytes).unwrap();
+    assert_eq!(decoded, request);
 }

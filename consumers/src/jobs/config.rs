@@ -16,6 +16,7 @@ pub struct MaxAttempts {
     pub scout_report_team: u32,
     pub refresh_player: u32,
     pub recompute_hero_pool: u32,
+    pub parse_match: u32,
 }
 
 impl Default for MaxAttempts {
@@ -26,6 +27,7 @@ impl Default for MaxAttempts {
             // An upstream may be down for minutes: more attempts, longer backoff.
             refresh_player: 6,
             recompute_hero_pool: 3,
+            parse_match: 3,
         }
     }
 }
@@ -37,6 +39,7 @@ impl MaxAttempts {
             JobType::ScoutReportTeam => self.scout_report_team,
             JobType::RefreshPlayer => self.refresh_player,
             JobType::RecomputeHeroPool => self.recompute_hero_pool,
+            JobType::ParseMatch => self.parse_match,
         }
         .max(1)
     }

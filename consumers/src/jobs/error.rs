@@ -36,6 +36,9 @@ pub enum JobError {
     },
     #[error("encode: {0}")]
     Encode(String),
+    /// Publishing what a job made (a fetched match) failed.
+    #[error(transparent)]
+    Publish(#[from] producers::publish::PublishError),
 }
 
 impl JobError {
@@ -57,6 +60,7 @@ impl JobError {
             JobError::Persist(err) => err.kind(),
             JobError::Bus { .. } => "bus",
             JobError::Encode(_) => "encode",
+            JobError::Publish(_) => "publish",
         }
     }
 
@@ -74,6 +78,7 @@ impl JobError {
             ),
             JobError::Persist(err) => err.is_retriable(),
             JobError::Bus { source, .. } => source.is_retriable(),
+            JobError::Publish(err) => err.is_retriable(),
         }
     }
 }

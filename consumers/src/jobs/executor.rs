@@ -1,6 +1,11 @@
 //! What running a job does, by job type.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use pipeline::bus::Publisher;
+use producers::publish::EventPublisher;
+use schemas::Encoding;
 use schemas::JobType;
 
 use super::config::{JobsConfig, OPENDOTA};
@@ -25,13 +30,16 @@ pub struct StandardExecutor {
     cache: Cache,
     opendota: OpenDotaClient,
     limiter: RateLimiter,
+    matches: Arc<EventPublisher>,
 }
 
 impl StandardExecutor {
+    /// `publisher` carries the matches `parse_match` jobs fetch.
     pub fn new(
         store: Store,
         cache: Cache,
         limiter: RateLimiter,
+        publisher: Arc<dyn Publisher>,
         config: &JobsConfig,
     ) -> Result<Self, JobError> {
         Ok(Self {
@@ -39,6 +47,7 @@ impl StandardExecutor {
             cache,
             opendota: OpenDotaClient::new(config)?,
             limiter,
+            matches: Arc::new(EventPublisher::new(publisher, Encoding::SingleObject)),
         })
     }
 
@@ -84,6 +93,15 @@ impl StandardExecutor {
         Ok(())
     }
 
+    /// Fetches the match (waiting for OpenDota's shared rate limit) and
+    /// publishes it on `matches`, where enrich, cache and persist take it.
+    async fn parse_match(&self, match_id: i64) -> Result<(), JobError> {
+        self.limiter.acquire(OPENDOTA).await;
+        let found = self.opendota.fetch_match(match_id).await?;
+        self.matches.publish_matches(&[found]).await?;
+        Ok(())
+    }
+
     async fn recompute_hero_pool(&self, account_id: i64) -> Result<(), JobError> {
         store::recompute_hero_pool(&self.store, account_id).await?;
         self.cache
@@ -102,6 +120,7 @@ impl JobExecutor for StandardExecutor {
             JobType::ScoutReportTeam => self.scout_team(subject).await,
             JobType::RefreshPlayer => self.refresh_player(subject).await,
             JobType::RecomputeHeroPool => self.recompute_hero_pool(subject).await,
+            JobType::ParseMatch => self.parse_match(subject).await,
         }
     }
 }

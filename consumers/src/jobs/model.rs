@@ -11,6 +11,7 @@ pub fn job_type_name(job_type: JobType) -> &'static str {
         JobType::ScoutReportTeam => "scout_report_team",
         JobType::RefreshPlayer => "refresh_player",
         JobType::RecomputeHeroPool => "recompute_hero_pool",
+        JobType::ParseMatch => "parse_match",
     }
 }
 
@@ -20,6 +21,7 @@ pub fn parse_job_type(name: &str) -> Option<JobType> {
         JobType::ScoutReportTeam,
         JobType::RefreshPlayer,
         JobType::RecomputeHeroPool,
+        JobType::ParseMatch,
     ]
     .into_iter()
     .find(|t| job_type_name(*t) == name)
@@ -144,6 +146,7 @@ mod tests {
             "scout_report_team",
             "refresh_player",
             "recompute_hero_pool",
+            "parse_match",
         ] {
             let job_type = parse_job_type(name).expect(name);
             assert_eq!(job_type_name(job_type), name);

@@ -1,9 +1,11 @@
-//! A small client of an OpenDota-compatible API: `GET {base}/players/{id}`.
+//! A small client of an OpenDota-compatible API: `GET {base}/players/{id}`
+//! and `GET {base}/matches/{id}`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use schemas::PlayerProfile;
+use producers::ingest::IngestedEvent;
+use schemas::{MatchCompleted, PlayerProfile};
 use serde::Deserialize;
 
 use super::config::{JobsConfig, OPENDOTA};
@@ -54,7 +56,40 @@ impl OpenDotaClient {
     /// The player's profile as a [`PlayerProfile`] observed now.
     pub async fn fetch_player(&self, account_id: i64) -> Result<PlayerProfile, JobError> {
         let url = format!("{}/players/{account_id}", self.base_url);
-        let response = self.http.get(&url).send().await.map_err(|err| {
+        let body: PlayerResponse = self
+            .get_json(&url, || format!("opendota player {account_id}"))
+            .await?;
+        to_profile(account_id, body)
+    }
+
+    /// The match, read by the same ingest as match files (OpenDota answers
+    /// with a bare match object, the shape of Steam's match details), with
+    /// source `opendota`.
+    pub async fn fetch_match(&self, match_id: i64) -> Result<MatchCompleted, JobError> {
+        let url = format!("{}/matches/{match_id}", self.base_url);
+        let body: serde_json::Value = self
+            .get_json(&url, || format!("opendota match {match_id}"))
+            .await?;
+        let events = producers::ingest::parse_record(&body, now_ms())
+            .map_err(|err| upstream(format!("GET {url}: {err}"), false))?;
+        let found = events.into_iter().find_map(|event| match event {
+            IngestedEvent::Match(found) if found.match_id == match_id => Some(found),
+            _ => None,
+        });
+        let mut found =
+            found.ok_or_else(|| upstream(format!("GET {url}: no match {match_id} in the answer"), false))?;
+        found.source = "opendota".to_string();
+        Ok(found)
+    }
+
+    /// GETs `url` and reads its JSON body; 404 is `NotFound(what())`, 429 and
+    /// 5xx are retriable.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, JobError> {
+        let response = self.http.get(url).send().await.map_err(|err| {
             upstream(
                 format!("GET {url}: {err}"),
                 // Connect errors and timeouts pass; a malformed URL will not.
@@ -63,17 +98,16 @@ impl OpenDotaClient {
         })?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
-            return Err(JobError::NotFound(format!("opendota player {account_id}")));
+            return Err(JobError::NotFound(what()));
         }
         if !status.is_success() {
             let retriable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
             return Err(upstream(format!("GET {url}: HTTP {status}"), retriable));
         }
-        let body: PlayerResponse = response
+        response
             .json()
             .await
-            .map_err(|err| upstream(format!("GET {url}: bad body: {err}"), err.is_timeout()))?;
-        to_profile(account_id, body)
+            .map_err(|err| upstream(format!("GET {url}: bad body: {err}"), err.is_timeout()))
     }
 }
 

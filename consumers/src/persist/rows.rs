@@ -102,7 +102,8 @@ pub(crate) struct ProfileRow {
 pub fn source_rank(source: &str) -> i16 {
     match source {
         "game_coordinator" => 3,
-        "steam_api" => 2,
+        // OpenDota's match answer is Steam's match details, relayed.
+        "steam_api" | "opendota" => 2,
         "json" => 1,
         _ => 0,
     }

@@ -10,6 +10,10 @@
 //!   per player, source `steam_summaries`.
 //! - Rank record, `{account_id, rank_tier, leaderboard_rank}`: a [`PlayerProfile`],
 //!   source `rank`.
+//! - OpenDota job record, `{match_id, pgroup, ...}` (a request to parse a match): a
+//!   [`JobRequested`] of type `ParseMatch` for that match, job id
+//!   `parse_match-{match_id}` and idempotency key `parse_match:{match_id}`, so
+//!   the same request ingested twice is one job.
 //!
 //! A file may hold one JSON document or many records (JSON lines); see [`ingest_file`].
 //! A record may carry `observed_at_ms` at its top level; otherwise profiles get the
@@ -23,7 +27,7 @@ mod profiles;
 
 use serde_json::Value;
 
-use schemas::{MatchCompleted, PlayerProfile};
+use schemas::{JobRequested, JobType, MatchCompleted, PlayerProfile};
 
 pub use error::{IngestError, Location};
 pub use files::{
@@ -37,6 +41,7 @@ use fields::{kind_of, Obj};
 pub enum IngestedEvent {
     Match(MatchCompleted),
     Player(PlayerProfile),
+    Job(JobRequested),
 }
 
 /// The record kinds this module knows, each holding the object to parse.
@@ -45,6 +50,7 @@ enum Record<'a> {
     GcMatch(Obj<'a>),
     Summaries(Obj<'a>),
     Rank(Obj<'a>),
+    ParseRequest(Obj<'a>),
 }
 
 /// Turns one JSON record into events. `observed_at_ms` (unix milliseconds) stamps
@@ -66,6 +72,7 @@ pub fn parse_record(value: &Value, observed_at_ms: i64) -> Result<Vec<IngestedEv
             .map(IngestedEvent::Player)
             .collect(),
         Record::Rank(r) => vec![IngestedEvent::Player(profiles::rank(&r, observed_at_ms)?)],
+        Record::ParseRequest(r) => vec![IngestedEvent::Job(parse_request(&r, observed_at_ms)?)],
     };
     Ok(events)
 }
@@ -81,6 +88,9 @@ fn detect<'a>(root: &Obj<'a>) -> Result<Record<'a>, IngestError> {
     }
     if let Some(response) = root.opt_child("response") {
         return Ok(Record::Summaries(response));
+    }
+    if root.has("match_id") && root.has("pgroup") {
+        return Ok(Record::ParseRequest(root.clone()));
     }
     if root.has("match_id") && root.has("players") {
         let from_gc = root.has("starttime") || root.has("match_outcome");
@@ -106,11 +116,26 @@ fn steam_result(result: Obj<'_>) -> Result<Record<'_>, IngestError> {
     }
 }
 
-fn describe_unknown(root: &Obj<'_>) -> String {
-    if root.has("pgroup") {
-        return "an OpenDota job record (match_id with pgroup), not a match or player record"
-            .to_string();
+/// An OpenDota parse request: the match to fetch, as a `ParseMatch` job.
+fn parse_request(record: &Obj<'_>, observed_at_ms: i64) -> Result<JobRequested, IngestError> {
+    let match_id = record.int("match_id")?;
+    if match_id <= 0 {
+        return Err(IngestError::Unrecognised(format!(
+            "OpenDota job record with match_id {match_id}: not a match"
+        )));
     }
+    Ok(JobRequested {
+        job_id: format!("parse_match-{match_id}"),
+        job_type: JobType::ParseMatch,
+        subject_id: match_id,
+        idempotency_key: Some(format!("parse_match:{match_id}")),
+        run_at_ms: None,
+        requested_at_ms: observed_at_ms,
+        max_attempts: None,
+    })
+}
+
+fn describe_unknown(root: &Obj<'_>) -> String {
     let keys: Vec<&str> = root.keys().take(8).collect();
     format!(
         "no match or player record shape; top-level keys: {}",
@@ -136,10 +161,17 @@ mod tests {
     }
 
     #[test]
-    fn job_records_are_named() {
-        let job = json!({"match_id": 1, "pgroup": {}, "radiant_win": true});
+    fn job_records_are_parse_requests() {
+        let job = json!({"match_id": 0, "pgroup": {}, "radiant_win": true});
         let err = parse_record(&job, 0).unwrap_err();
         assert!(err.to_string().contains("OpenDota job record"), "{err}");
+        let job = json!({"match_id": 42, "pgroup": {}});
+        let events: [IngestedEvent; 1] = parse_record(&job, 7).unwrap().try_into().unwrap();
+        let [IngestedEvent::Job(request)] = events else {
+            panic!("one job")
+        };
+        assert_eq!(request.job_type, JobType::ParseMatch);
+        assert_eq!((request.subject_id, request.requested_at_ms), (42, 7));
     }
 
     #[test]
