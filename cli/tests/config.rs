@@ -49,4 +49,19 @@ fn a_bad_field_stops_start_up_naming_it() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+
+    for (variable, value, field) in [
+        ("SCOUTSTREAM__JOBS__LEASE_MS", "500", "jobs.lease_ms"),
+        ("SCOUTSTREAM__JOBS__WORKERS", "0", "jobs.workers"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+            .args(["lag", "--config"])
+            .arg(example())
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(field), "{variable}={value}: {stderr}");
+    }
 }

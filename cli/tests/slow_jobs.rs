@@ -59,14 +59,22 @@ fn job_view(deployment: &Deployment, job_id: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_default()
 }
 
-async fn wait_status(deployment: &Deployment, job_id: &str, status: &str, within: Duration) -> Value {
+async fn wait_status(
+    deployment: &Deployment,
+    job_id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
     let started = Instant::now();
     loop {
         let view = job_view(deployment, job_id);
         if view["status"] == status {
             return view;
         }
-        assert!(started.elapsed() < within, "job {job_id} not {status} after {within:?}: {view}");
+        assert!(
+            started.elapsed() < within,
+            "job {job_id} not {status} after {within:?}: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -80,20 +88,28 @@ async fn slow_job_holds_nothing_up(backend: &'static str) {
         .env("SCOUTSTREAM__JOBS__OPENDOTA_BASE_URL", &opendota)
         .env("SCOUTSTREAM__JOBS__HTTP_TIMEOUT_MS", "30000")
         .env("SCOUTSTREAM__JOBS__REDIS_URL", redis_url())
-        .env("SCOUTSTREAM__JOBS__KEY_PREFIX", format!("{}:", unique("slow-jobs")))
+        .env(
+            "SCOUTSTREAM__JOBS__KEY_PREFIX",
+            format!("{}:", unique("slow-jobs")),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let run = command.spawn().unwrap();
     let started = Instant::now();
     while http_get(deployment.observe_port, "/healthz").0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the jobs process did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the jobs process did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let slow = enqueue(&deployment, SLOW_ACCOUNT);
     wait_status(&deployment, &slow, "running", Duration::from_secs(30)).await;
     let slow_started = Instant::now();
-    let quick: Vec<String> = (2..5).map(|account| enqueue(&deployment, account)).collect();
+    let quick: Vec<String> = (2..5)
+        .map(|account| enqueue(&deployment, account))
+        .collect();
     for job in &quick {
         wait_status(&deployment, job, "succeeded", Duration::from_secs(30)).await;
     }
@@ -112,7 +128,11 @@ async fn slow_job_holds_nothing_up(backend: &'static str) {
         "each request delivered once: {stdout}"
     );
     let calls = calls.lock().unwrap().clone();
-    assert_eq!(calls, HashMap::from([(1, 1), (2, 1), (3, 1), (4, 1)]), "each job ran once");
+    assert_eq!(
+        calls,
+        HashMap::from([(1, 1), (2, 1), (3, 1), (4, 1)]),
+        "each job ran once"
+    );
     deployment.drop_database().await;
 }
 

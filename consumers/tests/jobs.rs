@@ -36,7 +36,7 @@ use pipeline::bus::{Bus, Delivery, Position, Publisher};
 use pipeline::runner::{Handler, RunStats, Runner, RunnerConfig};
 use producers::loadgen::generate_matches;
 use schemas::codec::{Codec, Encoding};
-use schemas::{topics, DeadLetter, JobRequested, JobStatusChanged, JobType, Team};
+use schemas::{topics, DeadLetter, JobRequested, JobStatusChanged, JobType, MatchCompleted, Team};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
@@ -147,10 +147,24 @@ async fn serve(router: Router) -> String {
     format!("http://{address}")
 }
 
+/// OpenDota's `/matches/{id}`: the match of `details_api.json` (a bare match
+/// object, as OpenDota answers), 404 for any other id.
+async fn match_route(State(up): State<Upstream>, Path(id): Path<i64>) -> Response {
+    up.hits.fetch_add(1, Ordering::SeqCst);
+    let path = producers::ingest::shared_data_dir().join("opendota/details_api.json");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let found = &file["result"];
+    if found["match_id"].as_i64() != Some(id) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Json(found.clone()).into_response()
+}
+
 async fn start_upstream() -> (Upstream, String) {
     let upstream = Upstream::default();
     let router = Router::new()
         .route("/api/players/{id}", get(player_route))
+        .route("/api/matches/{id}", get(match_route))
         .with_state(upstream.clone());
     let base = format!("{}/api", serve(router).await);
     (upstream, base)
@@ -179,6 +193,7 @@ fn test_config(opendota: &str) -> JobsConfig {
             scout_report_team: 3,
             refresh_player: 3,
             recompute_hero_pool: 3,
+            parse_match: 3,
         },
         backoff_initial_ms: 20,
         backoff_max_ms: 100,
@@ -368,7 +383,45 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The match of `details_api.json`, which the fake OpenDota serves.
+const SERVED_MATCH: i64 = 1_781_962_623;
+
+async fn parse_match_jobs_publish_the_fetched_match(env: Env) {
+    let found = JobRequested {
+        job_type: JobType::ParseMatch,
+        ..request(JobType::ParseMatch, SERVED_MATCH)
+    };
+    let missing = request(JobType::ParseMatch, 42);
+    env.publish(&found).await;
+    env.publish(&missing).await;
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&found.job_id, Duration::from_secs(20))
+        .await;
+    let gone = env
+        .wait_finished(&missing.job_id, Duration::from_secs(20))
+        .await;
+    stop(worker).await;
+    assert_eq!(view.statuses(), ["queued", "running", "succeeded"]);
+    assert_eq!(
+        gone.statuses(),
+        ["queued", "running", "dead"],
+        "a 404 is permanent"
+    );
+    let published = env.read_topic(topics::MATCHES).await;
+    assert_eq!(published.len(), 1);
+    let fetched: MatchCompleted = Codec::default().decode(&published[0].payload).unwrap();
+    assert_eq!(fetched.match_id, SERVED_MATCH);
+    assert_eq!(fetched.source, "opendota");
+    assert_eq!(fetched.players.len(), 10);
+    assert_eq!(
+        published[0].key.as_deref(),
+        Some(topics::match_key(SERVED_MATCH).as_slice())
+    );
+}
+
 on_both_backends!(
+    parse_match_jobs_publish_the_fetched_match,
     failing_twice_then_succeeding_ends_succeeded_after_three_attempts,
     always_failing_job_ends_dead_with_its_dead_letter,
     permanent_errors_and_bad_payloads_are_dead_at_once,
@@ -1282,9 +1335,21 @@ async fn api_streams_status_changes_cancels_and_retries() {
             .expect("the stream ends after the terminal status")
             .unwrap();
         let events = sse_events(&body);
-        let statuses: Vec<&str> = events.iter().map(|(_, e)| e["status"].as_str().unwrap()).collect();
+        let statuses: Vec<&str> = events
+            .iter()
+            .map(|(_, e)| e["status"].as_str().unwrap())
+            .collect();
         assert_eq!(statuses, view.statuses());
-        assert_eq!(statuses, ["queued", "running", "retry_scheduled", "running", "succeeded"]);
+        assert_eq!(
+            statuses,
+            [
+                "queued",
+                "running",
+                "retry_scheduled",
+                "running",
+                "succeeded"
+            ]
+        );
         assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
         assert!(events[2].1["error"].as_str().unwrap().contains("HTTP 500"));
 
@@ -1306,25 +1371,50 @@ async fn api_streams_status_changes_cancels_and_retries() {
             "job_type": "refresh_player", "subject_id": 32, "run_at_ms": now_ms() + 3_600_000
         }))
         .await;
-        let response = http.post(format!("{base}/jobs/{later}/cancel")).send().await.unwrap();
+        let response = http
+            .post(format!("{base}/jobs/{later}/cancel"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
-        assert_eq!((answer["status"].as_str(), answer["cancelled"].as_bool()), (Some("dead"), Some(true)));
-        let response = http.post(format!("{base}/jobs/{later}/cancel")).send().await.unwrap();
+        assert_eq!(
+            (answer["status"].as_str(), answer["cancelled"].as_bool()),
+            (Some("dead"), Some(true))
+        );
+        let response = http
+            .post(format!("{base}/jobs/{later}/cancel"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 409);
         let cancelled = env.view(&later).await.unwrap();
         assert_eq!(cancelled.statuses(), ["queued", "dead"]);
-        assert_eq!(cancelled.job.last_error.as_deref(), Some("cancelled through the API"));
+        assert_eq!(
+            cancelled.job.last_error.as_deref(),
+            Some("cancelled through the API")
+        );
 
         // Retry the cancelled (dead) job: it runs now, with fresh attempts.
         let hits = env.upstream.hits();
-        let response = http.post(format!("{base}/jobs/{later}/retry")).send().await.unwrap();
+        let response = http
+            .post(format!("{base}/jobs/{later}/retry"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202);
         let retried = env.wait_finished(&later, Duration::from_secs(20)).await;
-        assert_eq!(retried.statuses(), ["queued", "dead", "queued", "running", "succeeded"]);
+        assert_eq!(
+            retried.statuses(),
+            ["queued", "dead", "queued", "running", "succeeded"]
+        );
         assert_eq!(retried.job.attempts, 1);
         assert_eq!(env.upstream.hits(), hits + 1);
-        let response = http.post(format!("{base}/jobs/{later}/retry")).send().await.unwrap();
+        let response = http
+            .post(format!("{base}/jobs/{later}/retry"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 409, "only a dead job is retried");
 
         // A running job cancelled: its worker stops it at the next renewal.
@@ -1335,14 +1425,28 @@ async fn api_streams_status_changes_cancels_and_retries() {
             assert!(started.elapsed() < Duration::from_secs(10));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let response = http.post(format!("{base}/jobs/{hung}/cancel")).send().await.unwrap();
+        let response = http
+            .post(format!("{base}/jobs/{hung}/cancel"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let (_, pool_stats) = stop_both(worker).await;
-        assert_eq!(pool_stats.lost, 1, "the running attempt was stopped, its result dropped");
-        assert_eq!(env.view(&hung).await.unwrap().statuses(), ["queued", "running", "dead"]);
+        assert_eq!(
+            pool_stats.lost, 1,
+            "the running attempt was stopped, its result dropped"
+        );
+        assert_eq!(
+            env.view(&hung).await.unwrap().statuses(),
+            ["queued", "running", "dead"]
+        );
 
         for path in ["/jobs/nope/events", "/jobs/nope/cancel", "/jobs/nope/retry"] {
-            let request = if path.ends_with("events") { http.get(format!("{base}{path}")) } else { http.post(format!("{base}{path}")) };
+            let request = if path.ends_with("events") {
+                http.get(format!("{base}{path}"))
+            } else {
+                http.post(format!("{base}{path}"))
+            };
             assert_eq!(request.send().await.unwrap().status(), 404, "{path}");
         }
     })
@@ -1442,9 +1546,14 @@ async fn job_worker_process() {
     config.workers = 8;
     let limiter = RateLimiter::new(&config).unwrap();
     let bus = MemoryBus::new(4);
-    let executor =
-        StandardExecutor::new(store.clone(), cache.clone(), limiter, Arc::new(bus.clone()), &config)
-            .unwrap();
+    let executor = StandardExecutor::new(
+        store.clone(),
+        cache.clone(),
+        limiter,
+        Arc::new(bus.clone()),
+        &config,
+    )
+    .unwrap();
     let tracker = JobTracker::new(store, cache, Arc::new(bus), Duration::from_secs(600));
     let pool = WorkerPool::new(tracker, Arc::new(executor), config, "jobs");
     let stop = CancellationToken::new();

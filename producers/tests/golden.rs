@@ -320,7 +320,10 @@ fn job_record_is_a_parse_match_request() {
     // "match_id": 3402873969
     assert_eq!(request.subject_id, 3_402_873_969);
     assert_eq!(request.job_id, "parse_match-3402873969");
-    assert_eq!(request.idempotency_key.as_deref(), Some("parse_match:3402873969"));
+    assert_eq!(
+        request.idempotency_key.as_deref(),
+        Some("parse_match:3402873969")
+    );
     assert_eq!(request.requested_at_ms, INGEST_TIME_MS);
     assert_eq!((request.run_at_ms, request.max_attempts), (None, None));
 }

@@ -348,7 +348,11 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if let Some(job) = state.tracker.cancel(&id).await? {
-        let answer = Changed { job_id: job.job_id, status: job.status, cancelled: true };
+        let answer = Changed {
+            job_id: job.job_id,
+            status: job.status,
+            cancelled: true,
+        };
         return Ok(Json(answer).into_response());
     }
     match store::load(state.tracker.store(), &id).await? {
@@ -367,7 +371,9 @@ async fn retry(
     let retried = match state.tracker.retry(&id).await {
         Ok(retried) => retried,
         Err(JobError::Database { source, .. })
-            if source.as_database_error().is_some_and(|e| e.is_unique_violation()) =>
+            if source
+                .as_database_error()
+                .is_some_and(|e| e.is_unique_violation()) =>
         {
             return Err(ApiError(
                 StatusCode::CONFLICT,
@@ -377,7 +383,11 @@ async fn retry(
         Err(err) => return Err(err.into()),
     };
     if let Some(job) = retried {
-        let answer = Changed { job_id: job.job_id, status: job.status, cancelled: false };
+        let answer = Changed {
+            job_id: job.job_id,
+            status: job.status,
+            cancelled: false,
+        };
         return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
     }
     match store::load(state.tracker.store(), &id).await? {

@@ -3,8 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use reqwest::StatusCode;
 use producers::ingest::IngestedEvent;
+use reqwest::StatusCode;
 use schemas::{MatchCompleted, PlayerProfile};
 use serde::Deserialize;
 
@@ -76,8 +76,12 @@ impl OpenDotaClient {
             IngestedEvent::Match(found) if found.match_id == match_id => Some(found),
             _ => None,
         });
-        let mut found =
-            found.ok_or_else(|| upstream(format!("GET {url}: no match {match_id} in the answer"), false))?;
+        let mut found = found.ok_or_else(|| {
+            upstream(
+                format!("GET {url}: no match {match_id} in the answer"),
+                false,
+            )
+        })?;
         found.source = "opendota".to_string();
         Ok(found)
     }

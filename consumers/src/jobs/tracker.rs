@@ -293,7 +293,8 @@ impl JobTracker {
 
     /// Cancels an active job (see [`lease::cancel`]) and announces it.
     pub async fn cancel(&self, job_id: &str) -> Result<Option<JobRecord>, JobError> {
-        let cancelled = lease::cancel(&self.store, job_id, "cancelled through the API", now_ms()).await?;
+        let cancelled =
+            lease::cancel(&self.store, job_id, "cancelled through the API", now_ms()).await?;
         if let Some(job) = &cancelled {
             self.announce(std::slice::from_ref(job)).await?;
         }
