@@ -383,6 +383,54 @@ macro_rules! on_both_backends {
     };
 }
 
+async fn shutdown_releases_a_job_that_outlives_the_grace(env: Env) {
+    env.upstream.hang_next.store(true, Ordering::SeqCst);
+    let job = request(JobType::RefreshPlayer, 77);
+    env.publish(&job).await;
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    let started = Instant::now();
+    while env.upstream.hits() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The grace is 1 s; the call hangs for minutes.
+    let stopping = Instant::now();
+    let (_, stats) = stop_both(worker).await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(stats.released, 1);
+    let released = env.view(&job.job_id).await.unwrap();
+    assert_eq!(
+        released.statuses(),
+        ["queued", "running", "retry_scheduled"]
+    );
+    assert_eq!(
+        released.job.attempts, 0,
+        "a released attempt does not count"
+    );
+    assert_eq!(released.job.lease_owner, None);
+    assert!(released
+        .job
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("released"));
+
+    // The next worker runs it at once, as its first attempt.
+    let worker = spawn_runner(&env, "jobs", env.handler()).await;
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    stop(worker).await;
+    assert_eq!(
+        (view.job.status.as_str(), view.job.attempts),
+        ("succeeded", 1)
+    );
+}
+
 /// The match of `details_api.json`, which the fake OpenDota serves.
 const SERVED_MATCH: i64 = 1_781_962_623;
 
@@ -422,6 +470,7 @@ async fn parse_match_jobs_publish_the_fetched_match(env: Env) {
 
 on_both_backends!(
     parse_match_jobs_publish_the_fetched_match,
+    shutdown_releases_a_job_that_outlives_the_grace,
     failing_twice_then_succeeding_ends_succeeded_after_three_attempts,
     always_failing_job_ends_dead_with_its_dead_letter,
     permanent_errors_and_bad_payloads_are_dead_at_once,
