@@ -32,7 +32,7 @@ use consumers::persist::{PlayerReport, Store, TeamReport, DATABASE_URL_ENV, DEFA
 use consumers::scout::{team_key, ScoutService};
 use futures::FutureExt;
 use pipeline::bus::memory::MemoryBus;
-use pipeline::bus::{Bus, Delivery, Position, Publisher};
+use pipeline::bus::{Bus, BusError, Delivery, Position, Publisher, Record};
 use pipeline::runner::{Handler, RunStats, Runner, RunnerConfig};
 use producers::loadgen::generate_matches;
 use schemas::codec::{Codec, Encoding};
@@ -431,6 +431,68 @@ async fn shutdown_releases_a_job_that_outlives_the_grace(env: Env) {
     );
 }
 
+/// The in-memory bus, except that status events fail while `broken`.
+#[derive(Clone)]
+struct FlakyBus {
+    bus: MemoryBus,
+    broken: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Publisher for FlakyBus {
+    async fn publish_batch(&self, topic: &str, records: &[Record]) -> Result<(), BusError> {
+        if self.broken.load(Ordering::SeqCst) && topic == topics::JOB_STATUS {
+            return Err(BusError::Closed);
+        }
+        self.bus.publish_batch(topic, records).await
+    }
+}
+
+async fn status_events_a_bus_failure_held_back_go_out_later_in_order(env: Env) {
+    let job = request(JobType::RefreshPlayer, 88);
+    assert!(env.handler().handle(&[delivery(&job, 0)]).await[0].is_ok());
+    let flaky = FlakyBus {
+        bus: env.bus.clone(),
+        broken: Arc::new(AtomicBool::new(true)),
+    };
+    let tracker = JobTracker::new(
+        env.store.clone(),
+        env.cache.clone(),
+        Arc::new(flaky.clone()),
+        Duration::from_secs(600),
+    );
+    let token = CancellationToken::new();
+    let pool = WorkerPool::new(tracker, env.executor(), env.config.clone(), "jobs");
+    let pool = tokio::spawn(pool.run(token.clone()));
+    // The job runs to the end; only its `queued` event is out.
+    let view = env
+        .wait_finished(&job.job_id, Duration::from_secs(20))
+        .await;
+    assert_eq!(view.statuses(), ["queued", "running", "succeeded"]);
+    let published = |events: Vec<JobStatusChanged>| -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| consumers::jobs::status_name(e.status))
+            .collect()
+    };
+    assert_eq!(published(env.status_events(&job.job_id).await), ["queued"]);
+
+    // The bus is back: the next poll's relay sends the rest, in order, once.
+    flaky.broken.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        let events = published(env.status_events(&job.job_id).await);
+        if events.len() >= 3 {
+            assert_eq!(events, ["queued", "running", "succeeded"]);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    token.cancel();
+    pool.await.unwrap();
+}
+
 /// The match of `details_api.json`, which the fake OpenDota serves.
 const SERVED_MATCH: i64 = 1_781_962_623;
 
@@ -470,6 +532,7 @@ async fn parse_match_jobs_publish_the_fetched_match(env: Env) {
 
 on_both_backends!(
     parse_match_jobs_publish_the_fetched_match,
+    status_events_a_bus_failure_held_back_go_out_later_in_order,
     shutdown_releases_a_job_that_outlives_the_grace,
     failing_twice_then_succeeding_ends_succeeded_after_three_attempts,
     always_failing_job_ends_dead_with_its_dead_letter,
@@ -1754,8 +1817,8 @@ async fn noop_job_throughput_of_one_worker() {
     for kind in [Kind::Postgres, Kind::Sqlite] {
         run(kind, |mut env| async move {
             const JOBS: usize = 5_000;
-            env.config.workers = 256;
-            env.config.claim_batch = 256;
+            env.config.workers = 512;
+            env.config.claim_batch = 512;
             let recording = record_jobs(&env, JOBS, 1).await;
             let started = Instant::now();
             let pool = tokio::spawn(env.pool(Arc::new(Noop)).run(CancellationToken::new()));
@@ -1764,7 +1827,7 @@ async fn noop_job_throughput_of_one_worker() {
             pool.abort();
             println!(
                 "{:?}: {JOBS} no-op jobs: recorded by the handler at {:.0} jobs/s; run by one pool \
-                 (256 workers, claims of 256) at {:.0} jobs/s ({:.3} ms per job: claim, finish, \
+                 (512 workers, claims of 512) at {:.0} jobs/s ({:.3} ms per job: claim, finish, \
                  history, status events and Redis mirror in batches)",
                 env.kind,
                 JOBS as f64 / recording.as_secs_f64(),

@@ -21,6 +21,8 @@ pub struct Finish {
     pub status: &'static str,
     pub run_at_ms: i64,
     pub error: Option<String>,
+    /// The error's kind (`upstream`, `not_found`, ...), for the dead letter.
+    pub error_kind: Option<&'static str>,
 }
 
 /// Row locks on PostgreSQL; SQLite's single writer needs none.
@@ -113,6 +115,7 @@ pub async fn finish(
                     .bind(finish.error.as_deref())
                     .bind(now_ms)
                     .bind(finish.attempt)
+                    .bind(finish.error_kind)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(JobError::database("finish job"))?;
@@ -128,6 +131,7 @@ pub async fn finish(
 fn finish_one_sql() -> String {
     format!(
         "UPDATE jobs SET status = $3, run_at_ms = $4, last_error = COALESCE($5, last_error), \
+         last_error_kind = COALESCE($8, last_error_kind), \
          lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = $6 \
          WHERE job_id = $1 AND lease_owner = $2 AND status = 'running' AND attempts = $7 \
          RETURNING {JOB_COLUMNS}"
@@ -148,10 +152,11 @@ async fn finish_all_at_once(
         .join(", ");
     let sql = format!(
         "UPDATE jobs SET status = f.status, run_at_ms = f.run_at_ms, \
-             last_error = COALESCE(f.error, jobs.last_error), lease_owner = NULL, \
+             last_error = COALESCE(f.error, jobs.last_error), \
+             last_error_kind = COALESCE(f.error_kind, jobs.last_error_kind), lease_owner = NULL, \
              lease_expires_at_ms = NULL, updated_at_ms = $6 \
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[]) \
-             AS f(job_id, status, run_at_ms, error, attempt) \
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $8::text[]) \
+             AS f(job_id, status, run_at_ms, error, attempt, error_kind) \
          WHERE jobs.job_id = f.job_id AND jobs.lease_owner = $7 AND jobs.status = 'running' \
              AND jobs.attempts = f.attempt \
          RETURNING {returning}"
@@ -161,6 +166,7 @@ async fn finish_all_at_once(
     let run_at: Vec<i64> = finishes.iter().map(|f| f.run_at_ms).collect();
     let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error.as_deref()).collect();
     let attempts: Vec<i32> = finishes.iter().map(|f| f.attempt).collect();
+    let kinds: Vec<Option<&str>> = finishes.iter().map(|f| f.error_kind).collect();
     sqlx::query_as(&sql)
         .bind(ids)
         .bind(statuses)
@@ -169,6 +175,7 @@ async fn finish_all_at_once(
         .bind(attempts)
         .bind(now_ms)
         .bind(owner)
+        .bind(kinds)
         .fetch_all(&mut **tx)
         .await
         .map_err(JobError::database("finish jobs"))
@@ -186,7 +193,7 @@ pub async fn take_back_expired(
         "UPDATE jobs SET \
              status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry_scheduled' END, \
              last_error = 'lease expired: worker ' || COALESCE(lease_owner, '?') \
-                 || ' stopped during attempt ' || attempts, \
+                 || ' stopped during attempt ' || attempts, last_error_kind = 'interrupted', \
              run_at_ms = $1, lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = $1 \
          WHERE job_id IN (SELECT job_id FROM jobs \
              WHERE status = 'running' AND lease_expires_at_ms < $1 LIMIT $2 {}) \
@@ -222,7 +229,8 @@ pub async fn release(
         let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
         let mut query = QueryBuilder::new(
             "UPDATE jobs SET status = 'retry_scheduled', attempts = attempts - 1, \
-             last_error = 'released by worker ' || lease_owner || ' at shutdown', run_at_ms = ",
+             last_error = 'released by worker ' || lease_owner || ' at shutdown', \
+             last_error_kind = 'released', run_at_ms = ",
         );
         query.push_bind(now_ms);
         query.push(", updated_at_ms = ");
@@ -256,7 +264,8 @@ pub async fn cancel(
     now_ms: i64,
 ) -> Result<Option<JobRecord>, JobError> {
     let sql = format!(
-        "UPDATE jobs SET status = 'dead', last_error = $2, lease_owner = NULL, \
+        "UPDATE jobs SET status = 'dead', last_error = $2, last_error_kind = 'cancelled', \
+         lease_owner = NULL, \
          lease_expires_at_ms = NULL, updated_at_ms = $3 \
          WHERE job_id = $1 AND status IN ('queued', 'running', 'retry_scheduled') \
          RETURNING {JOB_COLUMNS}"
@@ -318,29 +327,6 @@ pub async fn history_after(
         .map_err(JobError::database("load job history")))
 }
 
-/// The recorded requests of `job_ids` (for dead letters), by id.
-pub async fn requests(
-    store: &Store,
-    job_ids: &[&str],
-) -> Result<Vec<(String, Option<Vec<u8>>)>, JobError> {
-    if job_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    on_pool!(store, |pool| {
-        let mut query = QueryBuilder::new("SELECT job_id, request FROM jobs WHERE job_id IN (");
-        let mut ids = query.separated(", ");
-        for id in job_ids {
-            ids.push_bind(*id);
-        }
-        query.push(")");
-        query
-            .build_query_as()
-            .fetch_all(pool)
-            .await
-            .map_err(JobError::database("load job requests"))
-    })
-}
-
 /// One history row per updated job, as the row now stands; the error only
 /// where the status carries one.
 macro_rules! insert_history_on {
@@ -350,17 +336,21 @@ macro_rules! insert_history_on {
             return Ok(());
         }
         let mut query = QueryBuilder::new(
-            "INSERT INTO job_status_history (job_id, status, attempt, at_ms, error) ",
+            "INSERT INTO job_status_history \
+             (job_id, status, attempt, at_ms, error, error_kind, next_run_at_ms) ",
         );
         query.push_values(rows, |mut row, job| {
-            let error = matches!(job.status.as_str(), "retry_scheduled" | "dead")
-                .then_some(job.last_error.as_deref())
-                .flatten();
+            let failed = matches!(job.status.as_str(), "retry_scheduled" | "dead");
+            let error = failed.then_some(job.last_error.as_deref()).flatten();
+            let kind = failed.then_some(job.last_error_kind.as_deref()).flatten();
+            let next_run = (job.status == "retry_scheduled").then_some(job.run_at_ms);
             row.push_bind(&job.job_id)
                 .push_bind(&job.status)
                 .push_bind(job.attempts)
                 .push_bind(job.updated_at_ms)
-                .push_bind(error);
+                .push_bind(error)
+                .push_bind(kind)
+                .push_bind(next_run);
         });
         query
             .build()

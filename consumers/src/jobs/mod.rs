@@ -53,16 +53,23 @@
 //!   delayed job never holds back the jobs behind it.
 //! - **Dead jobs** get a `DeadLetter` on `dead-letters` (the recorded
 //!   request, the error's kind, "dead after n attempts: …"), written by the
-//!   worker pool after the transaction that made them dead.
+//!   outbox relay with the `dead` status event; cancelled jobs get none.
 //! - **Idempotency**: a request whose idempotency key an active job (queued,
 //!   running, retry_scheduled) holds is acknowledged without a job; a partial
 //!   unique index decides races. A finished job frees its key. A redelivered
 //!   request finds its job and changes nothing.
-//! - **Ordering of status events**: a job becomes claimable only after its
-//!   `queued` event is out (`ready`), so `running` never precedes it.
-//! - Status events, mirror writes and dead letters follow a committed
-//!   transaction; a crash between the two loses them (the database keeps the
-//!   record). A transactional outbox would close that gap.
+//! - **Status events leave through an outbox**: every history row is written
+//!   in the transaction of the change it records, unpublished; the relay
+//!   ([`JobTracker::flush`], `outbox.rs`) publishes unpublished rows in `seq`
+//!   order (one relay at a time: a PostgreSQL advisory lock, a mutex in the
+//!   process), writes dead letters for dead jobs, refreshes the Redis mirror
+//!   and marks the rows published. It runs after every change and on every
+//!   poll of a worker pool, so a crash or a bus outage between commit and
+//!   publish delays events instead of losing them (at least once, in each
+//!   job's commit order).
+//! - A job becomes claimable only after its `queued` row is relayed
+//!   (`ready`), and the API's record stays unclaimable until the request is
+//!   on the bus (a failed publish removes it again).
 
 pub mod api;
 mod config;
@@ -73,6 +80,7 @@ mod lease;
 mod limiter;
 mod model;
 mod opendota;
+mod outbox;
 mod store;
 mod tracker;
 mod worker;
@@ -91,5 +99,5 @@ pub use model::{
 };
 pub use opendota::OpenDotaClient;
 pub use store::{list_by_status, recompute_hero_pool, view as stored_view};
-pub use tracker::{job_key, DeadJob, JobTracker, Recorded};
+pub use tracker::{job_key, JobTracker, Recorded};
 pub use worker::{PoolStats, WorkerPool};

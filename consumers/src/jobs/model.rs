@@ -79,6 +79,10 @@ pub struct JobRecord {
     /// False until its `queued` event is out; only ready jobs are claimed.
     #[serde(default)]
     pub ready: bool,
+    /// Kind of `last_error`: `upstream`, `not_found`, `interrupted`,
+    /// `released`, `cancelled`, ...
+    #[serde(default)]
+    pub last_error_kind: Option<String>,
 }
 
 impl JobRecord {
@@ -99,6 +103,7 @@ impl JobRecord {
             lease_owner: None,
             lease_expires_at_ms: None,
             ready: false,
+            last_error_kind: None,
         }
     }
 

@@ -23,7 +23,7 @@ pub(crate) use on_pool;
 
 pub(crate) const JOB_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_key, status, \
      attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, lease_owner, \
-     lease_expires_at_ms, ready";
+     lease_expires_at_ms, ready, last_error_kind";
 
 const INSERT_COLUMNS: &str = "job_id, job_type, subject_id, idempotency_key, status, \
      attempts, max_attempts, run_at_ms, last_error, created_at_ms, updated_at_ms, request, ready";

@@ -9,15 +9,44 @@ use tokio::sync::Notify;
 use pipeline::bus::{Publisher, Record};
 use pipeline::internal_events::InternalEvent;
 use schemas::codec::{Codec, Encoding};
-use schemas::{topics, DeadLetter, JobRequested, JobStatus, JobStatusChanged, JobType};
+use schemas::{topics, JobRequested};
 
 use super::events::JobTransitioned;
-use super::model::{job_type_name, status_name, HistoryEntry, JobRecord, JobView};
+use super::model::{
+    job_type_name, parse_job_type, parse_status, status_name, HistoryEntry, JobRecord, JobView,
+};
 use super::opendota::now_ms;
+use super::outbox::{self, OutboxRow};
 use super::JobError;
 use super::{lease, store};
 use crate::cache::Cache;
 use crate::persist::Store;
+
+/// Marks relayed rows published (one statement), on the relay's executor.
+macro_rules! mark_published {
+    ($executor:expr, $rows:expr) => {{
+        let rows: &[OutboxRow] = $rows;
+        if !rows.is_empty() {
+            let mut query = sqlx::QueryBuilder::new(
+                "UPDATE job_status_history SET published = TRUE WHERE seq IN (",
+            );
+            let mut seqs = query.separated(", ");
+            for row in rows {
+                seqs.push_bind(row.seq);
+            }
+            query.push(")");
+            query
+                .build()
+                .execute($executor)
+                .await
+                .map_err(JobError::database("mark the outbox published"))?;
+        }
+    }};
+}
+
+/// One outbox relay at a time in this process, whichever tracker runs it
+/// (the jobs group's and the API's are distinct).
+static RELAY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The Redis mirror's key of a job (the cache adds its prefix).
 pub fn job_key(job_id: &str) -> String {
@@ -35,42 +64,6 @@ pub enum Recorded {
     Duplicate(JobRecord),
 }
 
-/// A job that ran out of attempts (or hit a permanent error), for its dead letter.
-#[derive(Debug, Clone)]
-pub struct DeadJob {
-    pub job: JobRecord,
-    pub kind: &'static str,
-    pub message: String,
-}
-
-/// The status event of a job row as it stands.
-fn status_event(job: &JobRecord, job_type: JobType) -> JobStatusChanged {
-    let status = job.status().unwrap_or(JobStatus::Queued);
-    let carries_error = matches!(status, JobStatus::RetryScheduled | JobStatus::Dead);
-    JobStatusChanged {
-        job_id: job.job_id.clone(),
-        job_type,
-        status,
-        attempt: job.attempts,
-        at_ms: job.updated_at_ms,
-        error: job.last_error.clone().filter(|_| carries_error),
-        next_run_at_ms: (status == JobStatus::RetryScheduled).then_some(job.run_at_ms),
-    }
-}
-
-fn emit_transitioned(job: &JobRecord, job_type: JobType) {
-    let status = job.status().unwrap_or(JobStatus::Queued);
-    let carries_error = matches!(status, JobStatus::RetryScheduled | JobStatus::Dead);
-    JobTransitioned {
-        job_id: &job.job_id,
-        job_type: job_type_name(job_type),
-        status: status_name(status),
-        attempt: job.attempts,
-        error: job.last_error.as_deref().filter(|_| carries_error),
-    }
-    .emit();
-}
-
 /// Writes and reads job status. Cheap to clone.
 #[derive(Clone)]
 pub struct JobTracker {
@@ -82,6 +75,8 @@ pub struct JobTracker {
     /// Woken when a job became claimable, so a pool in this process starts
     /// it without waiting for its next poll.
     recorded: Arc<Notify>,
+    /// The consumer group named in the dead letters of dead jobs.
+    group: String,
 }
 
 impl JobTracker {
@@ -98,7 +93,14 @@ impl JobTracker {
             codec: Codec::default(),
             mirror_ttl,
             recorded: Arc::new(Notify::new()),
+            group: "jobs".to_string(),
         }
+    }
+
+    /// The consumer group dead letters name (the jobs group's id).
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -137,12 +139,11 @@ impl JobTracker {
         requests: &[(&JobRequested, u32)],
     ) -> Result<Vec<Recorded>, JobError> {
         let mut recorded = self.record_unannounced_batch(requests).await?;
-        let unready: Vec<(&JobRecord, JobType)> = recorded
+        let unready: Vec<&str> = recorded
             .iter()
-            .zip(requests)
-            .filter_map(|(recorded, (request, _))| match recorded {
+            .filter_map(|recorded| match recorded {
                 Recorded::New(view) | Recorded::Existing(view) if !view.job.ready => {
-                    Some((&view.job, request.job_type))
+                    Some(view.job.job_id.as_str())
                 }
                 _ => None,
             })
@@ -150,9 +151,9 @@ impl JobTracker {
         if unready.is_empty() {
             return Ok(recorded);
         }
-        self.announce_queued(&unready).await?;
-        let ids: Vec<&str> = unready.iter().map(|(job, _)| job.job_id.as_str()).collect();
-        store::mark_ready(&self.store, &ids).await?;
+        // Their `queued` rows go out before any worker can add a `running` one.
+        self.flush().await?;
+        store::mark_ready(&self.store, &unready).await?;
         self.recorded.notify_one();
         for entry in &mut recorded {
             if let Recorded::New(view) | Recorded::Existing(view) = entry {
@@ -233,126 +234,138 @@ impl JobTracker {
         )))
     }
 
-    /// Publishes `queued` for newly recorded jobs, in one batch. Not
-    /// mirrored: the first mirror write comes from the worker that claims a
-    /// job, so mirror writes of one job come from one place, in order.
-    async fn announce_queued(&self, jobs: &[(&JobRecord, JobType)]) -> Result<(), JobError> {
-        let mut records = Vec::with_capacity(jobs.len());
-        for (job, job_type) in jobs {
-            let payload = self.encode(&status_event(job, *job_type))?;
-            records.push(Record::new(job.job_id.as_bytes(), payload));
+    /// Relays the outbox: unpublished status changes, oldest first, become
+    /// `JobStatusChanged` events (and dead letters for dead jobs), the Redis
+    /// mirror follows, and the rows are marked published. Returns how many
+    /// went out. Called after every change; also on the worker pool's poll,
+    /// which publishes what a stopped process left.
+    pub async fn flush(&self) -> Result<usize, JobError> {
+        let _one_relay = RELAY.lock().await;
+        let mut total = 0;
+        loop {
+            let relayed = match &self.store {
+                Store::Postgres(pool) => {
+                    let mut tx = pool.begin().await.map_err(JobError::database("begin"))?;
+                    // Losing a `published` mark in a crash only publishes the row
+                    // again (at least once), so this commit need not wait for disk.
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(JobError::database("relax the outbox commit"))?;
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(outbox::RELAY_LOCK)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(JobError::database("lock the outbox"))?;
+                    let rows: Vec<OutboxRow> = sqlx::query_as(outbox::SELECT_UNPUBLISHED)
+                        .bind(outbox::BATCH)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(JobError::database("read the outbox"))?;
+                    self.relay_rows(&rows).await?;
+                    mark_published!(&mut *tx, &rows);
+                    tx.commit().await.map_err(JobError::database("commit"))?;
+                    rows.len()
+                }
+                // One process, and the mutex above: one relay.
+                Store::Sqlite(pool) => {
+                    let rows: Vec<OutboxRow> = sqlx::query_as(outbox::SELECT_UNPUBLISHED)
+                        .bind(outbox::BATCH)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(JobError::database("read the outbox"))?;
+                    self.relay_rows(&rows).await?;
+                    mark_published!(pool, &rows);
+                    rows.len()
+                }
+            };
+            total += relayed;
+            if relayed < outbox::BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Publishes the rows' events and dead letters and refreshes the mirror.
+    async fn relay_rows(&self, rows: &[OutboxRow]) -> Result<(), JobError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        let mut letters = Vec::new();
+        for row in rows {
+            events.push(Record::new(
+                row.job_id.as_bytes(),
+                self.encode(&row.event()?)?,
+            ));
+            if let Some(letter) = row.dead_letter(&self.group) {
+                letters.push(Record::new(row.job_id.as_bytes(), self.encode(&letter)?));
+            }
         }
         self.publisher
-            .publish_batch(topics::JOB_STATUS, &records)
+            .publish_batch(topics::JOB_STATUS, &events)
             .await
             .map_err(JobError::bus("publish job status"))?;
-        for (job, job_type) in jobs {
-            emit_transitioned(job, *job_type);
+        if !letters.is_empty() {
+            self.publisher
+                .publish_batch(topics::DEAD_LETTERS, &letters)
+                .await
+                .map_err(JobError::bus("publish dead letters"))?;
+        }
+        self.refresh_mirror(rows).await?;
+        for row in rows {
+            JobTransitioned {
+                job_id: &row.job_id,
+                job_type: parse_job_type(&row.job_type)
+                    .map(job_type_name)
+                    .unwrap_or("unknown"),
+                status: parse_status(&row.status)
+                    .map(status_name)
+                    .unwrap_or("unknown"),
+                attempt: row.attempt,
+                error: row.error.as_deref(),
+            }
+            .emit();
         }
         Ok(())
     }
 
-    /// After a worker's transaction: publishes the jobs' status events in
-    /// one batch and updates their Redis mirror. Jobs that are now running
-    /// lose their mirror (reads go to the database, one Redis call for the
-    /// batch); others get their fresh view.
-    pub async fn announce(&self, jobs: &[JobRecord]) -> Result<(), JobError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let (running, settled): (Vec<&JobRecord>, Vec<&JobRecord>) =
-            jobs.iter().partition(|job| job.status == "running");
+    /// Jobs now running lose their mirror (reads go to the database, one
+    /// Redis call for all); the others get their fresh view.
+    async fn refresh_mirror(&self, rows: &[OutboxRow]) -> Result<(), JobError> {
+        let latest = outbox::latest_per_job(rows);
+        let (running, settled): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
+            latest.into_iter().partition(|row| row.status == "running");
         if !running.is_empty() {
-            let keys: Vec<String> = running.iter().map(|job| job_key(&job.job_id)).collect();
+            let keys: Vec<String> = running.iter().map(|row| job_key(&row.job_id)).collect();
             self.cache.delete(&keys).await;
         }
         if !settled.is_empty() {
-            let ids: Vec<&str> = settled.iter().map(|j| j.job_id.as_str()).collect();
+            let ids: Vec<&str> = settled.iter().map(|row| row.job_id.as_str()).collect();
             let views = store::views(&self.store, &ids).await?;
             futures::future::join_all(views.iter().map(|view| self.mirror(view))).await;
-        }
-        let mut announced = Vec::with_capacity(jobs.len());
-        let mut records = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let Some(job_type) = job.job_type() else {
-                continue;
-            };
-            let payload = self.encode(&status_event(job, job_type))?;
-            records.push(Record::new(job.job_id.as_bytes(), payload));
-            announced.push((job, job_type));
-        }
-        self.publisher
-            .publish_batch(topics::JOB_STATUS, &records)
-            .await
-            .map_err(JobError::bus("publish job status"))?;
-        for (job, job_type) in announced {
-            emit_transitioned(job, job_type);
         }
         Ok(())
     }
 
-    /// Cancels an active job (see [`lease::cancel`]) and announces it.
+    /// Cancels an active job (see [`lease::cancel`]) and relays the change.
     pub async fn cancel(&self, job_id: &str) -> Result<Option<JobRecord>, JobError> {
         let cancelled =
             lease::cancel(&self.store, job_id, "cancelled through the API", now_ms()).await?;
-        if let Some(job) = &cancelled {
-            self.announce(std::slice::from_ref(job)).await?;
+        if cancelled.is_some() {
+            self.flush().await?;
         }
         Ok(cancelled)
     }
 
-    /// Queues a dead job again with fresh attempts and announces it.
+    /// Queues a dead job again with fresh attempts and relays the change.
     pub async fn retry(&self, job_id: &str) -> Result<Option<JobRecord>, JobError> {
         let retried = lease::retry_dead(&self.store, job_id, now_ms()).await?;
-        if let Some(job) = &retried {
-            self.announce(std::slice::from_ref(job)).await?;
+        if retried.is_some() {
+            self.flush().await?;
             self.recorded.notify_one();
         }
         Ok(retried)
-    }
-
-    /// Dead-letters dead jobs: the recorded request, the kind and message of
-    /// the last error, `group` as the consumer group.
-    pub async fn dead_letter(&self, group: &str, dead: &[DeadJob]) -> Result<(), JobError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<&str> = dead.iter().map(|d| d.job.job_id.as_str()).collect();
-        let mut requests: std::collections::HashMap<String, Option<Vec<u8>>> =
-            lease::requests(&self.store, &ids)
-                .await?
-                .into_iter()
-                .collect();
-        let mut records = Vec::with_capacity(dead.len());
-        for DeadJob { job, kind, message } in dead {
-            let letter = DeadLetter {
-                original: requests.remove(&job.job_id).flatten().unwrap_or_default(),
-                key: Some(
-                    job.idempotency_key
-                        .as_deref()
-                        .unwrap_or(&job.job_id)
-                        .as_bytes()
-                        .to_vec(),
-                ),
-                topic: topics::JOBS.to_string(),
-                partition: None,
-                offset: None,
-                stream_id: None,
-                consumer_group: group.to_string(),
-                error_kind: kind.to_string(),
-                error_message: format!(
-                    "job {} ({}) dead after {} attempts: {message}",
-                    job.job_id, job.job_type, job.attempts
-                ),
-                first_seen_ms: job.created_at_ms,
-                attempts: job.attempts,
-            };
-            records.push(Record::new(job.job_id.as_bytes(), self.encode(&letter)?));
-        }
-        self.publisher
-            .publish_batch(topics::DEAD_LETTERS, &records)
-            .await
-            .map_err(JobError::bus("publish dead letters"))
     }
 
     fn encode<E: schemas::Event>(&self, event: &E) -> Result<Vec<u8>, JobError> {

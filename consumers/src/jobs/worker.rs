@@ -25,7 +25,7 @@ use super::executor::JobExecutor;
 use super::lease::{self, Finish};
 use super::model::JobRecord;
 use super::opendota::now_ms;
-use super::tracker::{DeadJob, JobTracker};
+use super::tracker::JobTracker;
 use super::JobError;
 
 /// What one pool did, for its caller and tests.
@@ -55,7 +55,6 @@ pub struct WorkerPool {
     executor: Arc<dyn JobExecutor>,
     config: JobsConfig,
     owner: String,
-    group: String,
 }
 
 impl WorkerPool {
@@ -74,11 +73,10 @@ impl WorkerPool {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         Self {
-            tracker,
+            tracker: tracker.with_group(group),
             executor,
             config,
             owner,
-            group: group.into(),
         }
     }
 
@@ -114,6 +112,8 @@ impl WorkerPool {
                 _ = renew.tick() => self.renew(&mut state).await,
                 _ = poll.tick() => {
                     self.take_back_expired(&mut state).await;
+                    // What a stopped process (or a failed relay) left behind.
+                    self.flush().await;
                     look = true;
                 }
                 _ = recorded.notified() => look = true,
@@ -152,7 +152,8 @@ impl WorkerPool {
         };
         state.stats.claimed += claimed.len() as u64;
         let full = claimed.len() == limit;
-        self.announce(&claimed).await;
+        // Their `running` rows go out with the next relay (after the first
+        // attempt ends, or on the next poll): one relay per batch, not two.
         for job in claimed {
             let executor = self.executor.clone();
             let job_id = job.job_id.clone();
@@ -171,20 +172,16 @@ impl WorkerPool {
         full
     }
 
-    /// Records how attempts ended, in one transaction, then announces them.
+    /// Records how attempts ended, in one transaction, then relays them.
     async fn record_attempts(&self, state: &mut Running, ended: Vec<Attempt>) {
         if ended.is_empty() {
             return;
         }
         let now = now_ms();
         let mut finishes = Vec::with_capacity(ended.len());
-        let mut dead_reasons = HashMap::new();
         for Attempt { job, result } in ended {
             state.leases.remove(&job.job_id);
             finishes.push(self.finish_of(&job, &result, now));
-            if let Err(err) = result {
-                dead_reasons.insert(job.job_id.clone(), err.kind());
-            }
         }
         let Some(finished) = self.finish_with_retries(&finishes, now).await else {
             return;
@@ -200,45 +197,33 @@ impl WorkerPool {
             }
             .emit();
         }
-        let mut dead = Vec::new();
         for job in &finished {
             match job.status.as_str() {
                 "succeeded" => state.stats.succeeded += 1,
                 "retry_scheduled" => state.stats.retried += 1,
-                _ => {
-                    state.stats.dead += 1;
-                    dead.push(DeadJob {
-                        job: job.clone(),
-                        kind: dead_reasons.get(&job.job_id).copied().unwrap_or("job_dead"),
-                        message: job.last_error.clone().unwrap_or_default(),
-                    });
-                }
+                _ => state.stats.dead += 1,
             }
         }
-        self.announce(&finished).await;
-        self.dead_letter(&dead).await;
+        self.flush().await;
     }
 
     /// The row change an attempt's result makes: done, again later, or dead.
     fn finish_of(&self, job: &JobRecord, result: &Result<(), JobError>, now: i64) -> Finish {
-        let (status, run_at_ms, error) = match result {
-            Ok(()) => ("succeeded", job.run_at_ms, None),
+        let (status, run_at_ms) = match result {
+            Ok(()) => ("succeeded", job.run_at_ms),
             Err(err) if err.is_retriable() && job.attempts < job.max_attempts => {
                 let backoff = self.config.backoff(job.attempts as u32);
-                (
-                    "retry_scheduled",
-                    now + backoff.as_millis() as i64,
-                    Some(err.to_string()),
-                )
+                ("retry_scheduled", now + backoff.as_millis() as i64)
             }
-            Err(err) => ("dead", job.run_at_ms, Some(err.to_string())),
+            Err(_) => ("dead", job.run_at_ms),
         };
         Finish {
             job_id: job.job_id.clone(),
             attempt: job.attempts,
             status,
             run_at_ms,
-            error,
+            error: result.as_ref().err().map(ToString::to_string),
+            error_kind: result.as_ref().err().map(JobError::kind),
         }
     }
 
@@ -332,18 +317,8 @@ impl WorkerPool {
         }
         state.stats.taken_back += taken.len() as u64;
         JobsTakenBack { count: taken.len() }.emit();
-        let dead: Vec<DeadJob> = taken
-            .iter()
-            .filter(|job| job.status == "dead")
-            .map(|job| DeadJob {
-                job: job.clone(),
-                kind: "interrupted",
-                message: job.last_error.clone().unwrap_or_default(),
-            })
-            .collect();
-        state.stats.dead += dead.len() as u64;
-        self.announce(&taken).await;
-        self.dead_letter(&dead).await;
+        state.stats.dead += taken.iter().filter(|job| job.status == "dead").count() as u64;
+        self.flush().await;
     }
 
     /// Lets running jobs finish within the grace period, then stops and
@@ -372,7 +347,7 @@ impl WorkerPool {
                     count: released.len(),
                 }
                 .emit();
-                self.announce(&released).await;
+                self.flush().await;
             }
             Err(err) => JobPoolStepFailed {
                 step: "release",
@@ -382,22 +357,12 @@ impl WorkerPool {
         }
     }
 
-    /// Status events and mirror writes: the rows are committed, so a failure
-    /// here is logged, not retried into a second transition.
-    async fn announce(&self, jobs: &[JobRecord]) {
-        if let Err(err) = self.tracker.announce(jobs).await {
+    /// Relays the outbox (status events, dead letters, mirror). The rows are
+    /// committed: a failed relay leaves them to the next one.
+    async fn flush(&self) {
+        if let Err(err) = self.tracker.flush().await {
             JobPoolStepFailed {
-                step: "announce",
-                error: &err,
-            }
-            .emit();
-        }
-    }
-
-    async fn dead_letter(&self, dead: &[DeadJob]) {
-        if let Err(err) = self.tracker.dead_letter(&self.group, dead).await {
-            JobPoolStepFailed {
-                step: "dead letter",
+                step: "relay the outbox",
                 error: &err,
             }
             .emit();
