@@ -63,7 +63,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     }
 
     let stop = CancellationToken::new();
-    let specs = groups::build(&config, bus.clone(), &stop).await?;
+    let specs = groups::build(&config, bus.clone(), &groups::Resources::default()).await?;
     let watched: Vec<(String, Vec<String>)> = specs
         .iter()
         .map(|s| (s.id.clone(), s.topics.clone()))

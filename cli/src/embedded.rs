@@ -13,8 +13,7 @@ use producers::publish::{EventPublisher, PublishCounts};
 use schemas::{topics, Encoding};
 use tokio_util::sync::CancellationToken;
 
-use consumers::cache::Cache;
-use consumers::persist::{PlayerReport, Store};
+use consumers::persist::PlayerReport;
 use consumers::scout::ScoutService;
 use schemas::reference::Reference;
 
@@ -59,7 +58,8 @@ pub async fn run(
 
     let bus = config.bus.connect().await?;
     app::ensure_topics(bus.as_ref(), &config).await?;
-    let specs = groups::build(&config, bus.clone(), &shutdown).await?;
+    let resources = groups::Resources::default();
+    let specs = groups::build(&config, bus.clone(), &resources).await?;
     let watched: Vec<(String, Vec<String>)> = specs
         .iter()
         .map(|s| (s.id.clone(), s.topics.clone()))
@@ -78,15 +78,19 @@ pub async fn run(
     wait_until_caught_up(bus.as_ref(), &watched, &shutdown).await;
     groups_done.cancel();
     report.groups = running.await??;
-    report.scout_lines = scout_views(&config, &events).await?;
+    report.scout_lines = scout_views(&config, &resources, &events).await?;
     Ok(report)
 }
 
 /// Reads the scout reports of every profiled player and every team, through
 /// the same read model (cache first, database second) the product serves.
-async fn scout_views(config: &AppConfig, events: &[IngestedEvent]) -> anyhow::Result<Vec<String>> {
-    let store = Store::connect(&config.database.url).await?;
-    let scout = ScoutService::new(store, Cache::connect(config.cache.clone()).await?);
+async fn scout_views(
+    config: &AppConfig,
+    resources: &groups::Resources,
+    events: &[IngestedEvent],
+) -> anyhow::Result<Vec<String>> {
+    let store = resources.store(config).await?;
+    let scout = ScoutService::new(store, resources.cache(config).await?);
     let mut lines = Vec::new();
     let mut accounts: Vec<i64> = events
         .iter()

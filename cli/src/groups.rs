@@ -1,4 +1,5 @@
-//! Builds the handler of each enabled group from the configuration.
+//! Builds the handler of each enabled group from the configuration, over
+//! [`Resources`] the process opens once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,19 +12,47 @@ use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
 use pipeline::runner::Handler;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::OnceCell;
 
 use crate::app::{AppConfig, GroupName, GroupSpec};
+
+/// What the groups and the API of one process share, opened on first use:
+/// one database pool (migrated once) and one cache layer (so one in-process
+/// fallback while Redis is away, which every reader sees).
+#[derive(Clone, Default)]
+pub struct Resources {
+    store: Arc<OnceCell<Store>>,
+    cache: Arc<OnceCell<Cache>>,
+}
+
+impl Resources {
+    pub async fn store(&self, config: &AppConfig) -> anyhow::Result<Store> {
+        let store = self
+            .store
+            .get_or_try_init(|| Store::connect(&config.database.url))
+            .await
+            .context("opening the database")?;
+        Ok(store.clone())
+    }
+
+    pub async fn cache(&self, config: &AppConfig) -> anyhow::Result<Cache> {
+        let cache = self
+            .cache
+            .get_or_try_init(|| Cache::connect(config.cache.clone()))
+            .await
+            .context("starting the cache layer")?;
+        Ok(cache.clone())
+    }
+}
 
 pub async fn build(
     config: &AppConfig,
     bus: Arc<dyn Bus>,
-    shutdown: &CancellationToken,
+    resources: &Resources,
 ) -> anyhow::Result<Vec<GroupSpec>> {
-    let _ = shutdown;
     let mut specs = Vec::new();
     for name in &config.groups.enabled {
-        let (handler, pool) = handler_for(*name, config, &bus).await?;
+        let (handler, pool) = handler_for(*name, config, &bus, resources).await?;
         specs.push(GroupSpec {
             name: *name,
             id: config.group_id(*name),
@@ -41,13 +70,23 @@ async fn handler_for(
     name: GroupName,
     config: &AppConfig,
     bus: &Arc<dyn Bus>,
+    resources: &Resources,
 ) -> anyhow::Result<(Arc<dyn Handler>, Option<WorkerPool>)> {
     Ok(match name {
         GroupName::Enrich => (Arc::new(EnrichHandler::new(bus.publisher().await?)), None),
-        GroupName::Cache => (Arc::new(CacheHandler::new(cache(config).await?)), None),
-        GroupName::Persist => (Arc::new(PersistHandler::new(store(config).await?)), None),
+        GroupName::Cache => {
+            let cache = resources.cache(config).await?;
+            (Arc::new(CacheHandler::new(cache)), None)
+        }
+        GroupName::Persist => {
+            let store = resources.store(config).await?;
+            (Arc::new(PersistHandler::new(store)), None)
+        }
         GroupName::Jobs => {
-            let (store, cache) = (store(config).await?, cache(config).await?);
+            let (store, cache) = (
+                resources.store(config).await?,
+                resources.cache(config).await?,
+            );
             let limiter = RateLimiter::new(&config.jobs).context("starting the rate limiter")?;
             let executor = StandardExecutor::new(
                 store.clone(),
@@ -69,18 +108,6 @@ async fn handler_for(
     })
 }
 
-async fn store(config: &AppConfig) -> anyhow::Result<Store> {
-    Store::connect(&config.database.url)
-        .await
-        .context("opening the database")
-}
-
-async fn cache(config: &AppConfig) -> anyhow::Result<Cache> {
-    Cache::connect(config.cache.clone())
-        .await
-        .context("starting the cache layer")
-}
-
 async fn tracker(
     config: &AppConfig,
     bus: &Arc<dyn Bus>,
@@ -97,8 +124,15 @@ async fn tracker(
 }
 
 /// The jobs and scout-report HTTP API, served beside `/metrics`.
-pub async fn jobs_api(config: &AppConfig, bus: &Arc<dyn Bus>) -> anyhow::Result<axum::Router> {
-    let (store, cache) = (store(config).await?, cache(config).await?);
+pub async fn jobs_api(
+    config: &AppConfig,
+    bus: &Arc<dyn Bus>,
+    resources: &Resources,
+) -> anyhow::Result<axum::Router> {
+    let (store, cache) = (
+        resources.store(config).await?,
+        resources.cache(config).await?,
+    );
     let scout = ScoutService::new(store.clone(), cache.clone());
     let state = consumers::jobs::api::ApiState::new(
         tracker(config, bus, store, cache).await?,

@@ -198,13 +198,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             }
             let bus = config.bus.connect().await?;
             app::ensure_topics(bus.as_ref(), &config).await?;
-            let api = groups::jobs_api(&config, &bus).await?;
+            let resources = groups::Resources::default();
+            let api = groups::jobs_api(&config, &bus, &resources).await?;
             let readiness =
                 app::start_observability(&config.observe, api, shutdown.clone()).await?;
             // Connected above, so both are ready once the endpoints exist.
             readiness.register("bus");
             readiness.set("bus", true);
-            let specs = groups::build(&config, bus.clone(), &shutdown).await?;
+            let specs = groups::build(&config, bus.clone(), &resources).await?;
             readiness.register("stores");
             readiness.set("stores", true);
             let watch = app::Watch {
