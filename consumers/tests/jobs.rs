@@ -96,6 +96,8 @@ struct Upstream {
     always: Arc<AtomicU16>,
     /// Hang the next request (a worker killed mid-call).
     hang_next: Arc<AtomicBool>,
+    /// Set when a hung request is dropped (its caller went away).
+    hang_dropped: Arc<AtomicBool>,
     /// Requests per account id.
     per_account: Arc<std::sync::Mutex<HashMap<i64, u32>>>,
 }
@@ -110,6 +112,14 @@ async fn player_route(State(up): State<Upstream>, Path(id): Path<i64>) -> Respon
     up.hits.fetch_add(1, Ordering::SeqCst);
     *up.per_account.lock().unwrap().entry(id).or_default() += 1;
     if up.hang_next.swap(false, Ordering::SeqCst) {
+        /// Marks the hung request dropped when its future is.
+        struct OnDrop(Arc<AtomicBool>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _dropped = OnDrop(up.hang_dropped.clone());
         tokio::time::sleep(Duration::from_secs(120)).await;
     }
     let always = up.always.load(Ordering::SeqCst);
@@ -1543,6 +1553,15 @@ async fn api_streams_status_changes_cancels_and_retries() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        // Stopped at the next lease renewal (every 333 ms), not at shutdown.
+        let started = Instant::now();
+        while !env.upstream.hang_dropped.load(Ordering::SeqCst) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the cancelled attempt still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let (_, pool_stats) = stop_both(worker).await;
         assert_eq!(
             pool_stats.lost, 1,
