@@ -4,6 +4,8 @@
 #   - PostgreSQL (Debian) on 127.0.0.1:5432, trust auth for `postgres`, database `test`;
 #   - Redis (Debian) on 127.0.0.1:6379;
 #   - Apache Kafka (Maven Central, KRaft, one node) on 127.0.0.1:9092, see scripts/kafka.sh;
+#   - Apicurio Registry (Maven Central, in-memory storage, Java 21+) with its Confluent-compatible
+#     API at http://127.0.0.1:8081/apis/ccompat/v7, see scripts/registry.sh;
 #   - Prometheus and promtool (Debian), installed only: the dashboard test starts its own.
 # Exits non-zero with a message naming what could not be installed or started.
 set -euo pipefail
@@ -114,4 +116,5 @@ install_debian_packages
 start_postgres
 start_redis
 bash "$HERE/kafka.sh" start
-say "ready after $(( $(date +%s) - started ))s: kafka 127.0.0.1:9092, redis 127.0.0.1:6379, postgresql 127.0.0.1:5432 (database test)"
+bash "$HERE/registry.sh" start
+say "ready after $(( $(date +%s) - started ))s: kafka 127.0.0.1:9092, schema registry http://127.0.0.1:${SCOUTSTREAM_REGISTRY_PORT:-8081}/apis/ccompat/v7, redis 127.0.0.1:6379, postgresql 127.0.0.1:5432 (database test)"

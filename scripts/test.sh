@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+# The interop tests publish with Python's confluent-kafka from this pinned venv.
+bash scripts/python-env.sh >/dev/null
 # Topics of earlier runs (random hex ids) go first: one run at a time per broker.
 bash scripts/kafka.sh sweep
 
 export SCOUTSTREAM_KAFKA_BROKERS="${SCOUTSTREAM_KAFKA_BROKERS:-127.0.0.1:9092}"
 export SCOUTSTREAM_REDIS_URL="${SCOUTSTREAM_REDIS_URL:-redis://127.0.0.1:6379}"
 export SCOUTSTREAM_DATABASE_URL="${SCOUTSTREAM_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export SCOUTSTREAM_REGISTRY_URL="${SCOUTSTREAM_REGISTRY_URL:-http://127.0.0.1:8081/apis/ccompat/v7}"
 export RUST_LOG="${RUST_LOG:-warn}"
 
 if command -v cargo-nextest >/dev/null; then

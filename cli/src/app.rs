@@ -12,6 +12,8 @@ use pipeline::bus::Bus;
 use pipeline::config::{BusConfig, ConfigError, RunnerSection};
 use pipeline::observe::{self, ObserveConfig, Readiness};
 use pipeline::runner::{Handler, RunStats, Runner};
+use pipeline::schema_registry::ResolveSchemas;
+use schemas::registry::SchemaResolver;
 use schemas::topics;
 use serde::Deserialize;
 use tokio::task::JoinSet;
@@ -28,6 +30,8 @@ pub struct AppConfig {
     /// Where `/metrics`, `/healthz`, `/readyz` and the jobs API listen.
     pub observe: ObserveConfig,
     pub jobs: consumers::jobs::JobsConfig,
+    /// A Confluent-compatible schema registry; off while `url` is empty.
+    pub schema_registry: schemas::registry::RegistryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +134,9 @@ impl AppConfig {
         self.jobs
             .validate()
             .map_err(|(field, problem)| ConfigError::invalid(field, problem))?;
+        self.schema_registry
+            .validate()
+            .map_err(|(field, problem)| ConfigError::invalid(field, problem))?;
         pipeline::config::positive(
             "groups.lag_report_interval_secs",
             self.groups.lag_report_interval_secs,
@@ -173,6 +180,9 @@ pub struct GroupSpec {
     pub handler: Arc<dyn Handler>,
     /// What runs beside the runner: the jobs group's worker pool.
     pub pool: Option<consumers::jobs::WorkerPool>,
+    /// With a schema registry: fetches unknown writer schemas into the
+    /// codec the handler decodes with, before each slice.
+    pub resolver: Option<Arc<SchemaResolver>>,
 }
 
 /// Serves `/metrics`, `/healthz`, `/readyz` and `api` until `shutdown`; the
@@ -232,11 +242,16 @@ pub async fn run_groups(
                 shutdown.clone(),
             );
         }
-        let mut runner = Runner::new(
-            runner.for_group(&group.id),
-            group.handler,
-            dead_letters.clone(),
-        );
+        let handler = match group.resolver {
+            Some(resolver) => Arc::new(ResolveSchemas::new(
+                group.handler,
+                resolver,
+                group.id.clone(),
+                shutdown.clone(),
+            )),
+            None => group.handler,
+        };
+        let mut runner = Runner::new(runner.for_group(&group.id), handler, dead_letters.clone());
         if let Some(readiness) = &watch.readiness {
             runner = runner.with_readiness(readiness.clone());
         }

@@ -1,7 +1,7 @@
 //! Builds the handler of each enabled group from the configuration, over
 //! [`Resources`] the process opens once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +12,8 @@ use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
 use pipeline::runner::Handler;
+use schemas::registry::{RegistryClient, SchemaResolver};
+use schemas::Codec;
 use tokio::sync::OnceCell;
 
 use crate::app::{AppConfig, GroupName, GroupSpec};
@@ -23,6 +25,7 @@ use crate::app::{AppConfig, GroupName, GroupSpec};
 pub struct Resources {
     store: Arc<OnceCell<Store>>,
     cache: Arc<OnceCell<Cache>>,
+    resolver: Arc<OnceLock<Option<Arc<SchemaResolver>>>>,
 }
 
 impl Resources {
@@ -43,6 +46,32 @@ impl Resources {
             .context("starting the cache layer")?;
         Ok(cache.clone())
     }
+
+    /// With `[schema_registry]` set, the one resolver of the process: the
+    /// ids it learns decode in every group's codec (clones of its own).
+    pub fn resolver(&self, config: &AppConfig) -> anyhow::Result<Option<Arc<SchemaResolver>>> {
+        if let Some(resolver) = self.resolver.get() {
+            return Ok(resolver.clone());
+        }
+        let resolver = if config.schema_registry.is_enabled() {
+            let client = RegistryClient::new(&config.schema_registry)?;
+            Some(Arc::new(SchemaResolver::new(
+                Arc::new(client),
+                Codec::default(),
+            )))
+        } else {
+            None
+        };
+        Ok(self.resolver.get_or_init(|| resolver).clone())
+    }
+
+    /// The codec the groups decode with.
+    fn codec(&self, config: &AppConfig) -> anyhow::Result<Codec> {
+        Ok(match self.resolver(config)? {
+            Some(resolver) => resolver.codec().clone(),
+            None => Codec::default(),
+        })
+    }
 }
 
 pub async fn build(
@@ -59,6 +88,7 @@ pub async fn build(
             topics: name.topics(),
             handler,
             pool,
+            resolver: resources.resolver(config)?,
         });
     }
     Ok(specs)
@@ -72,15 +102,19 @@ async fn handler_for(
     bus: &Arc<dyn Bus>,
     resources: &Resources,
 ) -> anyhow::Result<(Arc<dyn Handler>, Option<WorkerPool>)> {
+    let codec = resources.codec(config)?;
     Ok(match name {
-        GroupName::Enrich => (Arc::new(EnrichHandler::new(bus.publisher().await?)), None),
+        GroupName::Enrich => {
+            let handler = EnrichHandler::new(bus.publisher().await?).with_codec(codec);
+            (Arc::new(handler), None)
+        }
         GroupName::Cache => {
             let cache = resources.cache(config).await?;
-            (Arc::new(CacheHandler::new(cache)), None)
+            (Arc::new(CacheHandler::new(cache).with_codec(codec)), None)
         }
         GroupName::Persist => {
             let store = resources.store(config).await?;
-            (Arc::new(PersistHandler::new(store)), None)
+            (Arc::new(PersistHandler::new(store).with_codec(codec)), None)
         }
         GroupName::Jobs => {
             let (store, cache) = (
@@ -96,7 +130,7 @@ async fn handler_for(
                 &config.jobs,
             )?;
             let tracker = tracker(config, bus, store, cache).await?;
-            let handler = JobsHandler::new(tracker.clone(), config.jobs.clone());
+            let handler = JobsHandler::new(tracker.clone(), config.jobs.clone()).with_codec(codec);
             let pool = WorkerPool::new(
                 tracker,
                 Arc::new(executor),

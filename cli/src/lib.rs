@@ -8,6 +8,7 @@
 //! - [`groups`]: builds each enabled group's handler from the configuration.
 //! - [`operate`]: operator commands: `replay` a group, `dlq list|inspect|replay`.
 //! - [`produce`]: publish real-data files or generated matches.
+//! - [`schema_cmd`]: `schemas check|register` against kept versions and the registry.
 
 pub mod app;
 pub mod bench;
@@ -15,3 +16,4 @@ pub mod embedded;
 pub mod groups;
 pub mod operate;
 pub mod produce;
+pub mod schema_cmd;

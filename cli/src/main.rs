@@ -10,6 +10,7 @@ use scoutstream::embedded::{self, EmbeddedOptions};
 use scoutstream::groups;
 use scoutstream::operate;
 use scoutstream::produce::{self, ProduceOptions};
+use scoutstream::schema_cmd;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -114,6 +115,27 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check schema compatibility, or register the schemas with the registry.
+    Schemas {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemasAction {
+    /// Fail unless every schema reads the data of the versions before it: those
+    /// kept under schemas/avro/v1/ and, with a registry, the latest registered.
+    Check {
+        /// Only the versions kept in the repo, even with a registry configured.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Register every schema under its topic's subject (`<topic>-value`) and
+    /// set the subject's compatibility rule to BACKWARD.
+    Register,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +264,8 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                     generate,
                     seed,
                     json,
+                    registry: config.schema_registry.clone(),
+                    topic_prefix: config.bus.topic_prefix.clone(),
                 },
             )
             .await?;
@@ -321,6 +345,28 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                         "replayed {} dead letters, passed over {}",
                         outcome.replayed, outcome.passed_over
                     );
+                }
+            }
+        }
+        Command::Schemas { config, action } => {
+            let config = AppConfig::load(config.as_deref())?;
+            match action {
+                SchemasAction::Check { offline } => {
+                    let report = schema_cmd::check(&config, offline).await?;
+                    print!("{}", report.render());
+                    anyhow::ensure!(
+                        report.failures() == 0,
+                        "{} schema(s) cannot read earlier data",
+                        report.failures()
+                    );
+                }
+                SchemasAction::Register => {
+                    for (subject, id) in schema_cmd::register(&config).await? {
+                        println!(
+                            "{subject}: id {id}, compatibility {}",
+                            schema_cmd::COMPATIBILITY
+                        );
+                    }
                 }
             }
         }

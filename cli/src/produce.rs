@@ -8,7 +8,8 @@ use pipeline::bus::Bus;
 use producers::ingest::{ingest_file, IngestedEvent};
 use producers::loadgen::generate_matches;
 use producers::publish::{EventPublisher, PublishCounts};
-use schemas::Encoding;
+use schemas::registry::{register_writers, RegistryClient, RegistryConfig};
+use schemas::{topics, Codec, Encoding};
 
 pub struct ProduceOptions {
     pub files: Vec<PathBuf>,
@@ -16,6 +17,10 @@ pub struct ProduceOptions {
     pub generate: usize,
     pub seed: u64,
     pub json: bool,
+    /// With a registry: Confluent-framed Avro with the registry's ids.
+    pub registry: RegistryConfig,
+    /// The bus's topic prefix, which subjects carry too (`<prefix><topic>-value`).
+    pub topic_prefix: String,
 }
 
 pub struct ProduceReport {
@@ -67,12 +72,20 @@ pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<Produ
             .into_iter()
             .map(IngestedEvent::Match),
     );
+    let codec = Codec::default();
     let encoding = if options.json {
         Encoding::Json
+    } else if options.registry.is_enabled() {
+        let client = RegistryClient::new(&options.registry)?;
+        let topics = [topics::MATCHES, topics::PLAYERS, topics::JOBS];
+        register_writers(&client, &codec, &options.topic_prefix, &topics)
+            .await
+            .context("registering the schemas with the schema registry")?;
+        Encoding::Registered
     } else {
         Encoding::SingleObject
     };
-    let publisher = EventPublisher::new(bus.publisher().await?, encoding);
+    let publisher = EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec);
     let started = Instant::now();
     let mut counts = PublishCounts::default();
     // Chunks bound the memory of one publish and show progress on big loads.

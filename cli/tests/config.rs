@@ -53,6 +53,16 @@ fn a_bad_field_stops_start_up_naming_it() {
     for (variable, value, field) in [
         ("SCOUTSTREAM__JOBS__LEASE_MS", "500", "jobs.lease_ms"),
         ("SCOUTSTREAM__JOBS__WORKERS", "0", "jobs.workers"),
+        (
+            "SCOUTSTREAM__SCHEMA_REGISTRY__URL",
+            "registry:8081",
+            "schema_registry.url",
+        ),
+        (
+            "SCOUTSTREAM__SCHEMA_REGISTRY__TIMEOUT_MS",
+            "0",
+            "schema_registry.timeout_ms",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
             .args(["lag", "--config"])

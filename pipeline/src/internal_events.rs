@@ -327,3 +327,53 @@ impl InternalEvent for MetricsRecorderUnavailable<'_> {
         tracing::warn!(error = %self.error, "prometheus recorder not installed; /metrics stays empty");
     }
 }
+
+/// A slice's unknown Confluent ids were looked up in the schema registry.
+pub struct SchemasResolved<'a> {
+    pub group: &'a str,
+    pub resolved: &'a schemas::registry::Resolved,
+}
+
+impl InternalEvent for SchemasResolved<'_> {
+    fn emit(self) {
+        let group = self.group.to_string();
+        for id in &self.resolved.learned {
+            tracing::info!(
+                group = self.group,
+                schema_id = id,
+                "writer schema fetched from the schema registry"
+            );
+        }
+        for (id, reason) in &self.resolved.unknown {
+            tracing::warn!(group = self.group, schema_id = id, reason = %reason, "schema id unusable: its events go to the dead-letter topic");
+        }
+        let learned = self.resolved.learned.len() as u64;
+        let unknown = self.resolved.unknown.len() as u64;
+        if learned > 0 {
+            counter!(names::SCHEMA_REGISTRY_LOOKUPS_TOTAL, "group" => group.clone(), "result" => "learned").increment(learned);
+        }
+        if unknown > 0 {
+            counter!(names::SCHEMA_REGISTRY_LOOKUPS_TOTAL, "group" => group, "result" => "unknown")
+                .increment(unknown);
+        }
+    }
+}
+
+/// The schema registry could not be asked; the slice waits and asks again.
+pub struct SchemaRegistryUnavailable<'a> {
+    pub group: &'a str,
+    pub error: &'a schemas::registry::RegistryError,
+    pub retry_in: Duration,
+}
+
+impl InternalEvent for SchemaRegistryUnavailable<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            group = self.group,
+            error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "schema registry unavailable; events wait"
+        );
+        counter!(names::SCHEMA_REGISTRY_LOOKUPS_TOTAL, "group" => self.group.to_string(), "result" => "failed").increment(1);
+    }
+}

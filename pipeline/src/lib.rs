@@ -9,6 +9,8 @@
 //!   overrides, validated with errors that name the field.
 //! - [`internal_events`]: one struct per thing that happens, writing its log line
 //!   and its metric.
+//! - [`schema_registry`]: [`schema_registry::ResolveSchemas`], which fetches
+//!   unknown writer schemas from the registry before a handler decodes.
 //! - [`observe`]: Prometheus metrics (names, recorder), consumer-lag gauges, and the
 //!   `/metrics`, `/healthz` and `/readyz` endpoints.
 
@@ -18,3 +20,4 @@ pub mod config;
 pub mod internal_events;
 pub mod observe;
 pub mod runner;
+pub mod schema_registry;

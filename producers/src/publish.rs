@@ -57,6 +57,13 @@ impl EventPublisher {
         }
     }
 
+    /// Encodes with `codec`, e.g. one holding the ids a schema registry gave
+    /// (for [`Encoding::Registered`]).
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     pub async fn publish_matches(&self, matches: &[MatchCompleted]) -> Result<usize, PublishError> {
         let records = self.encode_all(matches, |m| topics::match_key(m.match_id))?;
         self.send(topics::MATCHES, &records).await?;

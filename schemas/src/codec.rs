@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use apache_avro::Schema;
 
@@ -48,6 +48,9 @@ pub enum Encoding {
     Confluent {
         schema_id: u32,
     },
+    /// Confluent framing with the id a schema registry gave the event's
+    /// current schema (see [`Codec::write_with_schema_id`]).
+    Registered,
     Json,
 }
 
@@ -67,11 +70,21 @@ struct Known {
 
 /// Encodes and decodes events; holds the registry of known writer schemas.
 ///
-/// Cheap to clone: the schemas are shared.
+/// Cheap to clone. Clones share their Confluent ids: an id one clone learns
+/// from a schema registry (a consumer's resolver) decodes in every clone (the
+/// handlers'). Fingerprints are fixed at build time and copied.
 #[derive(Clone)]
 pub struct Codec {
     by_fingerprint: HashMap<u64, Arc<Known>>,
-    by_schema_id: HashMap<u32, Arc<Known>>,
+    confluent: Arc<ConfluentIds>,
+}
+
+/// Registry ids: the writer schema behind each id, and the id to write each
+/// record with. Written rarely (an id is learned once), read per event.
+#[derive(Default)]
+struct ConfluentIds {
+    by_schema_id: RwLock<HashMap<u32, Arc<Known>>>,
+    for_writing: RwLock<HashMap<String, u32>>,
 }
 
 impl Default for Codec {
@@ -92,7 +105,7 @@ impl Default for Codec {
 
 impl fmt::Debug for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<_> = self.by_schema_id.keys().collect();
+        let mut ids: Vec<u32> = read(&self.confluent.by_schema_id).keys().copied().collect();
         ids.sort_unstable();
         f.debug_struct("Codec")
             .field("fingerprints", &self.by_fingerprint.len())
@@ -107,7 +120,7 @@ impl Codec {
         limit_allocations();
         Self {
             by_fingerprint: HashMap::new(),
-            by_schema_id: HashMap::new(),
+            confluent: Arc::default(),
         }
     }
 
@@ -121,14 +134,31 @@ impl Codec {
     }
 
     /// Binds a Confluent schema registry id to its schema, for decoding and
-    /// for [`Encoding::Confluent`]. The schema is also known by fingerprint.
-    /// Returns its fingerprint.
-    pub fn register_confluent(&mut self, schema_id: u32, schema: Schema) -> u64 {
+    /// for [`Encoding::Confluent`], in this codec and all its clones.
+    /// Returns the schema's fingerprint.
+    pub fn register_confluent(&self, schema_id: u32, schema: Schema) -> u64 {
         let known = Arc::new(Known::new(schema));
         let fingerprint = known.fingerprint;
-        self.by_fingerprint.insert(fingerprint, Arc::clone(&known));
-        self.by_schema_id.insert(schema_id, known);
+        write(&self.confluent.by_schema_id).insert(schema_id, known);
         fingerprint
+    }
+
+    /// Like [`Codec::register_confluent`], and makes `schema_id` the id that
+    /// [`Encoding::Registered`] writes records of the schema's name with.
+    pub fn write_with_schema_id(&self, schema_id: u32, schema: Schema) {
+        let name = avro::full_name(&schema);
+        self.register_confluent(schema_id, schema);
+        write(&self.confluent.for_writing).insert(name, schema_id);
+    }
+
+    /// Whether a Confluent-framed payload with this id has a writer schema.
+    pub fn knows_schema_id(&self, schema_id: u32) -> bool {
+        read(&self.confluent.by_schema_id).contains_key(&schema_id)
+    }
+
+    /// The id [`Encoding::Registered`] writes records named `name` with.
+    pub fn schema_id_for(&self, name: &str) -> Option<u32> {
+        read(&self.confluent.for_writing).get(name).copied()
     }
 
     /// Reads the framing of `bytes` without decoding the body.
@@ -143,15 +173,23 @@ impl Codec {
                 write_avro(event, E::schema(), &mut out)?;
                 Ok(out)
             }
-            Encoding::Confluent { schema_id } => {
-                let writer = self.confluent_writer(schema_id)?;
-                expect_name::<E>(&writer.schema)?;
-                let mut out = confluent_header(schema_id);
-                write_avro(event, &writer.schema, &mut out)?;
-                Ok(out)
+            Encoding::Confluent { schema_id } => self.encode_confluent(event, schema_id),
+            Encoding::Registered => {
+                let schema_id = self
+                    .schema_id_for(E::NAME)
+                    .ok_or(CodecError::NotRegistered(E::NAME))?;
+                self.encode_confluent(event, schema_id)
             }
             Encoding::Json => serde_json::to_vec(event).map_err(|e| CodecError::encode(E::NAME, e)),
         }
+    }
+
+    fn encode_confluent<E: Event>(&self, event: &E, schema_id: u32) -> Result<Vec<u8>, CodecError> {
+        let writer = self.confluent_writer(schema_id)?;
+        expect_name::<E>(&writer.schema)?;
+        let mut out = confluent_header(schema_id);
+        write_avro(event, &writer.schema, &mut out)?;
+        Ok(out)
     }
 
     /// Decodes any of the three formats into `E`, reading Avro through
@@ -179,15 +217,17 @@ impl Codec {
         reader_fingerprint: Option<u64>,
     ) -> Result<E, CodecError> {
         let (format, body) = split(bytes)?;
-        let writer = match format {
-            Format::Json => return decode_json(body),
-            Format::SingleObject { fingerprint } => self.fingerprint_writer(fingerprint)?,
-            Format::Confluent { schema_id } => self.confluent_writer(schema_id)?,
-        };
-        expect_name::<E>(&writer.schema)?;
-        // Resolution costs a pass over the value; skip it when nothing differs.
-        let reader = (reader_fingerprint != Some(writer.fingerprint)).then_some(reader);
-        decode_avro(&writer.schema, body, reader)
+        match format {
+            Format::Json => decode_json(body),
+            Format::SingleObject { fingerprint } => {
+                let writer = self.fingerprint_writer(fingerprint)?;
+                decode_written_with(writer, body, reader, reader_fingerprint)
+            }
+            Format::Confluent { schema_id } => {
+                let writer = self.confluent_writer(schema_id)?;
+                decode_written_with(&writer, body, reader, reader_fingerprint)
+            }
+        }
     }
 
     fn fingerprint_writer(&self, fingerprint: u64) -> Result<&Known, CodecError> {
@@ -197,12 +237,34 @@ impl Codec {
             .ok_or(CodecError::UnknownFingerprint(fingerprint))
     }
 
-    fn confluent_writer(&self, schema_id: u32) -> Result<&Known, CodecError> {
-        self.by_schema_id
+    fn confluent_writer(&self, schema_id: u32) -> Result<Arc<Known>, CodecError> {
+        read(&self.confluent.by_schema_id)
             .get(&schema_id)
-            .map(Arc::as_ref)
+            .cloned()
             .ok_or(CodecError::UnknownSchemaId(schema_id))
     }
+}
+
+fn decode_written_with<E: Event>(
+    writer: &Known,
+    body: &[u8],
+    reader: &Schema,
+    reader_fingerprint: Option<u64>,
+) -> Result<E, CodecError> {
+    expect_name::<E>(&writer.schema)?;
+    // Resolution costs a pass over the value; skip it when nothing differs.
+    let reader = (reader_fingerprint != Some(writer.fingerprint)).then_some(reader);
+    decode_avro(&writer.schema, body, reader)
+}
+
+// A panic while holding one of these locks cannot leave a map half-written
+// (single inserts), so a poisoned lock is still sound to use.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Known {

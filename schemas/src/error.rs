@@ -21,6 +21,11 @@ pub enum CodecError {
     #[error("unknown Confluent schema id {0}")]
     UnknownSchemaId(u32),
 
+    /// [`crate::Encoding::Registered`] asked for a record no registry id was
+    /// set for (only when encoding).
+    #[error("no schema registry id for {0}: register its schema first")]
+    NotRegistered(&'static str),
+
     /// The writer schema is a different record than the type asked for.
     #[error("wrong event type: expected {expected}, the writer schema is {found}")]
     WrongType {
@@ -61,6 +66,7 @@ impl CodecError {
             Self::Truncated { .. } => "truncated",
             Self::UnknownFingerprint(_) => "unknown_fingerprint",
             Self::UnknownSchemaId(_) => "unknown_schema_id",
+            Self::NotRegistered(_) => "not_registered",
             Self::WrongType { .. } => "wrong_type",
             Self::MissingField(_) => "missing_field",
             Self::InvalidAvro(_) => "invalid_avro",
@@ -80,6 +86,7 @@ impl CodecError {
             | Self::Truncated { .. }
             | Self::UnknownFingerprint(_)
             | Self::UnknownSchemaId(_)
+            | Self::NotRegistered(_)
             | Self::WrongType { .. }
             | Self::MissingField(_)
             | Self::InvalidAvro(_)

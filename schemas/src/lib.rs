@@ -9,12 +9,15 @@
 //! - [`error`]: [`CodecError`], one variant per way decoding fails.
 //! - [`reference`](mod@reference): Dota 2 reference data (heroes, items, modes, regions).
 //! - [`topics`]: topic names and partitioning keys.
+//! - [`registry`]: a Confluent-compatible schema registry client, the
+//!   resolver consumers run before decoding, and compatibility checks.
 pub mod avro;
 pub mod codec;
 pub mod error;
 pub mod event;
 pub mod events;
 pub mod reference;
+pub mod registry;
 pub mod topics;
 
 /// The apache-avro this crate is built on, so callers name the same `Schema`.

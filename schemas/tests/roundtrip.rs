@@ -40,8 +40,44 @@ fn expected_format<E: Event>(encoding: Encoding) -> Format {
             fingerprint: E::fingerprint(),
         },
         Encoding::Confluent { schema_id } => Format::Confluent { schema_id },
+        Encoding::Registered => panic!("round trips name their ids"),
         Encoding::Json => Format::Json,
     }
+}
+
+/// `Registered` writes each record with the id set for its name; a consumer
+/// whose clone learned the id later decodes it.
+#[test]
+fn registered_ids_are_written_per_record_and_shared_by_clones() {
+    let producer = Codec::default();
+    let event = common::match_completed();
+    assert_eq!(
+        producer.encode(&event, Encoding::Registered),
+        Err(schemas::CodecError::NotRegistered(
+            "scoutstream.MatchCompleted"
+        ))
+    );
+    producer.write_with_schema_id(41, schemas::MatchCompleted::schema().clone());
+    producer.write_with_schema_id(42, PlayerProfile::schema().clone());
+    let bytes = producer.encode(&event, Encoding::Registered).unwrap();
+    assert_eq!(
+        Codec::describe(&bytes).unwrap(),
+        Format::Confluent { schema_id: 41 }
+    );
+
+    let consumer = Codec::default();
+    let handler_clone = consumer.clone();
+    assert!(handler_clone
+        .decode::<schemas::MatchCompleted>(&bytes)
+        .is_err());
+    consumer.register_confluent(41, schemas::MatchCompleted::schema().clone());
+    assert!(handler_clone.knows_schema_id(41));
+    assert_eq!(
+        handler_clone
+            .decode::<schemas::MatchCompleted>(&bytes)
+            .unwrap(),
+        event
+    );
 }
 
 #[test]

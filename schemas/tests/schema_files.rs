@@ -196,3 +196,36 @@ fn check_defaults(node: &serde_json::Value) {
         _ => {}
     }
 }
+
+/// `schemas check` and the registry cover every file: each `.avsc` under
+/// `schemas/avro/` is a topic's current schema or a kept earlier version,
+/// with the same text the build embeds.
+#[test]
+fn every_avsc_file_belongs_to_a_topic() {
+    use schemas::registry::TOPIC_SCHEMAS;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
+    let mut on_disk = Vec::new();
+    for dir in [root.clone(), root.join("v1")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "avsc") {
+                let name = path.strip_prefix(&root).unwrap().display().to_string();
+                on_disk.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let mut known: Vec<(String, String)> = TOPIC_SCHEMAS
+        .iter()
+        .flat_map(|t| {
+            let earlier = t
+                .earlier
+                .iter()
+                .map(|(f, text)| (f.to_string(), text.to_string()));
+            std::iter::once((t.file.to_string(), t.current.to_string())).chain(earlier)
+        })
+        .collect();
+    on_disk.sort();
+    known.sort();
+    assert_eq!(on_disk.len(), 9);
+    assert_eq!(on_disk, known);
+}

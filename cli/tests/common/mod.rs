@@ -33,6 +33,12 @@ pub fn database_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// The Confluent-compatible API of the registry `scripts/registry.sh` runs.
+pub fn schema_registry_url() -> String {
+    std::env::var("SCOUTSTREAM_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
+}
+
 pub fn redis_url() -> String {
     std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -47,6 +53,8 @@ pub struct Deployment {
     pub cache_prefix: String,
     pub cache_redis_url: String,
     pub observe_port: u16,
+    /// `schema_registry.url` of every command, when set.
+    pub schema_registry: Option<String>,
 }
 
 impl Deployment {
@@ -68,6 +76,7 @@ impl Deployment {
             cache_prefix: format!("{}:", unique("sse2e-cache")),
             cache_redis_url: redis_url(),
             observe_port: free_port(),
+            schema_registry: None,
         }
     }
 
@@ -102,6 +111,9 @@ impl Deployment {
             )
             .env("SCOUTSTREAM__GROUPS__LAG_REPORT_INTERVAL_SECS", "1")
             .env("RUST_LOG", "warn");
+        if let Some(url) = &self.schema_registry {
+            command.env("SCOUTSTREAM__SCHEMA_REGISTRY__URL", url);
+        }
         command
     }
 
@@ -141,6 +153,83 @@ impl Deployment {
         .await
         .unwrap();
     }
+}
+
+/// Every row of every table, without write timestamps, in a stable order.
+pub async fn dump(pool: &PgPool) -> Vec<String> {
+    let queries = [
+        "SELECT row_to_json(t)::text FROM (SELECT match_id, match_seq_num, start_time, duration_secs, radiant_win, game_mode, lobby_type, league_id, cluster, radiant_team_id, radiant_team_name, dire_team_id, dire_team_name, radiant_score, dire_score, source, source_rank FROM matches ORDER BY match_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM player_matches ORDER BY match_id, player_slot) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM picks_bans ORDER BY match_id, ord) t",
+        "SELECT row_to_json(t)::text FROM (SELECT account_id, persona_name, rank_tier, leaderboard_rank, country, last_seen, avatar_url, profile_url, observed_at_ms FROM players ORDER BY account_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM hero_pool ORDER BY account_id, hero_id) t",
+    ];
+    let mut rows = Vec::new();
+    for query in queries {
+        for row in sqlx::query(query).fetch_all(pool).await.unwrap() {
+            rows.push(row.get::<String, _>(0));
+        }
+    }
+    rows
+}
+
+/// The values the real fixtures must leave in PostgreSQL, checked one by one.
+pub async fn check_fixture_rows(pool: &PgPool) {
+    // details_api_pro.json: Planet Odd (radiant) lost 15-23 to Newbee, 20 picks/bans.
+    let pro = sqlx::query("SELECT radiant_team_id, radiant_team_name, dire_team_id, dire_team_name, radiant_score, dire_score, radiant_win, duration_secs FROM matches WHERE match_id = 3254426673")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(pro.get::<Option<i64>, _>(0), Some(4_251_435));
+    assert_eq!(
+        pro.get::<Option<String>, _>(1).as_deref(),
+        Some("Planet Odd")
+    );
+    assert_eq!(pro.get::<Option<i64>, _>(2), Some(1_375_614));
+    assert_eq!(pro.get::<Option<String>, _>(3).as_deref(), Some("Newbee"));
+    assert_eq!(
+        (pro.get::<Option<i32>, _>(4), pro.get::<Option<i32>, _>(5)),
+        (Some(15), Some(23))
+    );
+    assert!(!pro.get::<bool, _>(6));
+    assert_eq!(pro.get::<i32, _>(7), 1888);
+    assert_eq!(
+        count(
+            pool,
+            "SELECT count(*) FROM picks_bans WHERE match_id = 3254426673"
+        )
+        .await,
+        20
+    );
+    // details_api.json slot 0: account 120269134 on Tusk (100), 8/6/11, 443 GPM.
+    let slot0 = sqlx::query("SELECT account_id, hero_id, kills, deaths, assists, gold_per_min, won FROM player_matches WHERE match_id = 1781962623 AND player_slot = 0")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(slot0.get::<Option<i64>, _>(0), Some(120_269_134));
+    assert_eq!(
+        (
+            slot0.get::<i32, _>(1),
+            slot0.get::<i32, _>(2),
+            slot0.get::<i32, _>(3),
+            slot0.get::<i32, _>(4)
+        ),
+        (100, 8, 6, 11)
+    );
+    assert_eq!(slot0.get::<i32, _>(5), 443);
+    assert!(slot0.get::<bool, _>(6));
+    // Steam hides slot 1's account; the game coordinator record of the same match reveals it.
+    let slot1 = sqlx::query("SELECT account_id, net_worth FROM player_matches WHERE match_id = 1781962623 AND player_slot = 1").fetch_one(pool).await.unwrap();
+    assert_eq!(slot1.get::<Option<i64>, _>(0), Some(109_378_329));
+    assert_eq!(slot1.get::<Option<i64>, _>(1), Some(32_064));
+    // Rank record and Steam summary merged into one player.
+    let player = sqlx::query("SELECT persona_name, rank_tier, leaderboard_rank FROM players WHERE account_id = 120269134").fetch_one(pool).await.unwrap();
+    assert_eq!(
+        player.get::<Option<String>, _>(0).as_deref(),
+        Some("Cherno Billy")
+    );
+    assert_eq!(player.get::<Option<i32>, _>(1), Some(80));
+    assert_eq!(player.get::<Option<i32>, _>(2), Some(1476));
 }
 
 /// A plain HTTP/1.0 GET, enough for the metrics and health endpoints.

@@ -31,6 +31,7 @@ pub const RATE_LIMIT_WAITS_TOTAL: &str = "scoutstream_rate_limit_waits_total";
 pub const JOBS_TOTAL: &str = "scoutstream_jobs_total";
 /// Label `event`: `taken_back` (a dead worker's job), `lost` (a running job
 /// whose lease was gone) or `released` (handed back at shutdown).
+pub const SCHEMA_REGISTRY_LOOKUPS_TOTAL: &str = "scoutstream_schema_registry_lookups_total";
 pub const JOB_LEASES_TOTAL: &str = "scoutstream_job_leases_total";
 
 /// Values of the `operation` label of [`BUS_ERRORS_TOTAL`].
@@ -150,6 +151,8 @@ pub const METRICS: &[MetricSpec] = &[
         "Events published but not yet acknowledged by the group."),
     spec(CONSUMER_LAG_SECONDS, Gauge, Unit::Seconds, &["group", "topic", "partition"], Runtime,
         "Age of the oldest event the group has not acknowledged; 0 when caught up."),
+    spec(SCHEMA_REGISTRY_LOOKUPS_TOTAL, Counter, Unit::Count, &["group", "result"], Runtime,
+        "Writer-schema lookups in the schema registry by result (learned, unknown, failed)."),
     spec(CACHE_REQUESTS_TOTAL, Counter, Unit::Count, &["result"], Consumers,
         "Cache reads by result (hit, miss)."),
     spec(CACHE_FALLBACK_ACTIVE, Gauge, Unit::Count, &[], Consumers,

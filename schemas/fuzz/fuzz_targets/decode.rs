@@ -15,7 +15,7 @@ use schemas::{
 
 /// The default codec, plus Confluent ids 1..=n for every known schema.
 static CODEC: LazyLock<Codec> = LazyLock::new(|| {
-    let mut codec = Codec::default();
+    let codec = Codec::default();
     let historic = avro::historic_schemas();
     let known = avro::current_schemas().into_iter().chain(historic);
     for (id, schema) in (1..).zip(known) {

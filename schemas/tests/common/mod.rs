@@ -42,7 +42,7 @@ pub fn confluent_schema_name(schema_id: u32) -> Option<String> {
 /// The default codec plus a Confluent id for every schema.
 pub fn codec_with_ids() -> Codec {
     use schemas::Event;
-    let mut codec = Codec::default();
+    let codec = Codec::default();
     let ids = [
         (MATCH_COMPLETED_ID, MatchCompleted::schema()),
         (MATCH_COMPLETED_V1_ID, schemas::avro::match_completed_v1()),
