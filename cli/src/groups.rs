@@ -12,8 +12,9 @@ use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
 use pipeline::runner::Handler;
-use schemas::registry::{RegistryClient, SchemaResolver};
-use schemas::Codec;
+use producers::publish::EventPublisher;
+use schemas::registry::{register_writers, RegistryClient, SchemaResolver};
+use schemas::{topics, Codec, Encoding};
 use tokio::sync::OnceCell;
 
 use crate::app::{AppConfig, GroupName, GroupSpec};
@@ -26,6 +27,7 @@ pub struct Resources {
     store: Arc<OnceCell<Store>>,
     cache: Arc<OnceCell<Cache>>,
     resolver: Arc<OnceLock<Option<Arc<SchemaResolver>>>>,
+    writer: Arc<OnceCell<(Codec, Encoding)>>,
 }
 
 impl Resources {
@@ -63,6 +65,27 @@ impl Resources {
             None
         };
         Ok(self.resolver.get_or_init(|| resolver).clone())
+    }
+
+    /// How the process writes matches, profiles and job requests: with a
+    /// registry, Confluent framing with the ids it gave (registered once per
+    /// process); else single-object Avro.
+    pub async fn writer(&self, config: &AppConfig) -> anyhow::Result<(Codec, Encoding)> {
+        let writer = self
+            .writer
+            .get_or_try_init(|| async {
+                let Some(resolver) = self.resolver(config)? else {
+                    return Ok::<_, anyhow::Error>((Codec::default(), Encoding::SingleObject));
+                };
+                let topics = [topics::MATCHES, topics::PLAYERS, topics::JOBS];
+                let prefix = &config.bus.topic_prefix;
+                register_writers(resolver.client(), resolver.codec(), prefix, &topics)
+                    .await
+                    .context("registering the schemas with the schema registry")?;
+                Ok((resolver.codec().clone(), Encoding::Registered))
+            })
+            .await?;
+        Ok(writer.clone())
     }
 
     /// The codec the groups decode with.
@@ -128,7 +151,8 @@ async fn handler_for(
                 limiter,
                 bus.publisher().await?,
                 &config.jobs,
-            )?;
+            )?
+            .with_matches_publisher(matches_publisher(bus, resources, config).await?);
             let tracker = tracker(config, bus, store, cache).await?;
             let handler = JobsHandler::new(tracker.clone(), config.jobs.clone()).with_codec(codec);
             let pool = WorkerPool::new(
@@ -140,6 +164,15 @@ async fn handler_for(
             (Arc::new(handler), Some(pool))
         }
     })
+}
+
+async fn matches_publisher(
+    bus: &Arc<dyn Bus>,
+    resources: &Resources,
+    config: &AppConfig,
+) -> anyhow::Result<EventPublisher> {
+    let (codec, encoding) = resources.writer(config).await?;
+    Ok(EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec))
 }
 
 async fn tracker(
@@ -173,5 +206,7 @@ pub async fn jobs_api(
         scout,
         config.jobs.clone(),
     );
+    let (codec, encoding) = resources.writer(config).await?;
+    let state = state.with_writer(codec, encoding);
     Ok(consumers::jobs::api::router(state))
 }

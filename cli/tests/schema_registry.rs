@@ -292,3 +292,45 @@ async fn events_from_confluent_python_serializer_persist_like_our_own() {
     confluent.drop_database().await;
     ours.drop_database().await;
 }
+
+/// With a registry, the jobs API writes job requests Confluent-framed with the
+/// registry's id, and the jobs group (same process) resolves it and runs the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_requests_go_through_the_registry_and_run() {
+    let deployment = registry_deployment().await;
+    deployment.produce(&[], 0, 1);
+    let run = deployment.start("jobs");
+    let body = r#"{"job_type": "recompute_hero_pool", "subject_id": 120269134}"#;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let job_id = loop {
+        let (status, answer) = http(deployment.observe_port, "POST", "/jobs", Some(body));
+        if status == 202 {
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            break answer["job_id"].as_str().unwrap().to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}: {answer}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let view = loop {
+        let (_, view) = http_get(deployment.observe_port, &format!("/jobs/{job_id}"));
+        let view: serde_json::Value = serde_json::from_str(&view).unwrap_or_default();
+        if view["status"] == "succeeded" || view["status"] == "dead" {
+            break view;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["status"], "succeeded", "{view}");
+
+    let subject = value_subject(&format!("{}jobs", deployment.topic_prefix));
+    let registered = registry_client().latest(&subject).await.unwrap().unwrap();
+    assert_eq!(
+        first_format(&deployment, "jobs").await,
+        Format::Confluent {
+            schema_id: registered.id
+        }
+    );
+    let (out, _) = stop(run);
+    assert!(out.contains("group jobs: handled 1, dead-lettered 0"), "{out}");
+    deployment.drop_database().await;
+}

@@ -50,6 +50,7 @@ pub struct ApiState {
     scout: ScoutService,
     config: Arc<JobsConfig>,
     codec: Codec,
+    encoding: Encoding,
 }
 
 impl ApiState {
@@ -59,7 +60,16 @@ impl ApiState {
             scout,
             config: Arc::new(config),
             codec: Codec::default(),
+            encoding: Encoding::SingleObject,
         }
+    }
+
+    /// How job requests are written, e.g. Confluent framing with the ids a
+    /// schema registry gave ([`Encoding::Registered`]).
+    pub fn with_writer(mut self, codec: Codec, encoding: Encoding) -> Self {
+        self.codec = codec;
+        self.encoding = encoding;
+        self
     }
 }
 
@@ -232,7 +242,7 @@ pub fn request_key(request: &JobRequested) -> Vec<u8> {
 async fn publish(state: &ApiState, request: &JobRequested) -> Result<(), JobError> {
     let payload = state
         .codec
-        .encode(request, Encoding::SingleObject)
+        .encode(request, state.encoding)
         .map_err(|e| JobError::Encode(e.to_string()))?;
     state
         .tracker

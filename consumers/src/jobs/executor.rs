@@ -51,6 +51,13 @@ impl StandardExecutor {
         })
     }
 
+    /// Publishes parsed matches with `matches` instead, e.g. one writing
+    /// Confluent framing with a schema registry's ids.
+    pub fn with_matches_publisher(mut self, matches: EventPublisher) -> Self {
+        self.matches = Arc::new(matches);
+        self
+    }
+
     /// Builds the report from the database (not the cache: the point is a
     /// fresh one) and caches it where [`crate::scout::ScoutService`] reads.
     async fn scout_player(&self, account_id: i64) -> Result<(), JobError> {

@@ -60,6 +60,8 @@ pub enum Origin {
     Runtime,
     /// Consumer groups (cache, jobs, rate limiter), through these names.
     Consumers,
+    /// The runtime, only in processes with a schema registry configured.
+    SchemaRegistry,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +124,7 @@ const fn histogram(
 }
 
 use Kind::{Counter, Gauge};
-use Origin::{Consumers, Runtime};
+use Origin::{Consumers, Runtime, SchemaRegistry};
 
 #[rustfmt::skip]
 pub const METRICS: &[MetricSpec] = &[
@@ -151,7 +153,7 @@ pub const METRICS: &[MetricSpec] = &[
         "Events published but not yet acknowledged by the group."),
     spec(CONSUMER_LAG_SECONDS, Gauge, Unit::Seconds, &["group", "topic", "partition"], Runtime,
         "Age of the oldest event the group has not acknowledged; 0 when caught up."),
-    spec(SCHEMA_REGISTRY_LOOKUPS_TOTAL, Counter, Unit::Count, &["group", "result"], Runtime,
+    spec(SCHEMA_REGISTRY_LOOKUPS_TOTAL, Counter, Unit::Count, &["group", "result"], SchemaRegistry,
         "Writer-schema lookups in the schema registry by result (learned, unknown, failed)."),
     spec(CACHE_REQUESTS_TOTAL, Counter, Unit::Count, &["result"], Consumers,
         "Cache reads by result (hit, miss)."),
