@@ -63,7 +63,10 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
     }
 
     let stop = CancellationToken::new();
-    let specs = groups::build(&config, bus.clone(), &groups::Resources::default()).await?;
+    let resources = groups::Resources::default();
+    let specs = groups::build(&config, bus.clone(), &resources).await?;
+    // With `[schema_registry]` set: Confluent framing with its ids, resolved by the groups.
+    let writer = resources.writer(&config).await?;
     let watched: Vec<(String, Vec<String>)> = specs
         .iter()
         .map(|s| (s.id.clone(), s.topics.clone()))
@@ -85,7 +88,7 @@ pub async fn run(mut config: AppConfig, matches: usize) -> anyhow::Result<BenchR
         stop.clone(),
     ));
     let publish_started = Instant::now();
-    let published_at = publish(bus.as_ref(), &generated, &published).await?;
+    let published_at = publish(bus.as_ref(), writer, &generated, &published).await?;
     let publish_per_s = matches as f64 / publish_started.elapsed().as_secs_f64();
     wait_until_caught_up(bus.as_ref(), &watched).await?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -224,10 +227,11 @@ pub fn plot_svg(samples: &[Sample], title: &str) -> String {
 /// Publishes in chunks and notes when each match was durable on the bus.
 async fn publish(
     bus: &dyn Bus,
+    (codec, encoding): (schemas::Codec, Encoding),
     matches: &[schemas::MatchCompleted],
     published: &AtomicU64,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
-    let publisher = EventPublisher::new(bus.publisher().await?, Encoding::SingleObject);
+    let publisher = EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec);
     let mut published_at = Vec::with_capacity(matches.len());
     for chunk in matches.chunks(CHUNK) {
         publisher.publish_matches(chunk).await?;

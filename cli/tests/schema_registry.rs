@@ -331,6 +331,9 @@ async fn job_requests_go_through_the_registry_and_run() {
         }
     );
     let (out, _) = stop(run);
-    assert!(out.contains("group jobs: handled 1, dead-lettered 0"), "{out}");
+    assert!(
+        out.contains("group jobs: handled 1, dead-lettered 0"),
+        "{out}"
+    );
     deployment.drop_database().await;
 }
