@@ -1296,6 +1296,22 @@ async fn api_enqueues_validates_and_reports() {
             .await
             .unwrap();
         assert_eq!(response.status(), 400);
+        // A body over the limit is refused before it is read as JSON.
+        let padding = "x".repeat(api::MAX_BODY_BYTES);
+        let response = http
+            .post(format!("{base}/jobs"))
+            .json(
+                &json!({"job_type": "refresh_player", "subject_id": 1, "idempotency_key": padding}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413);
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("length limit"),
+            "{error}"
+        );
 
         // 202, then the job is readable and listed.
         let body =

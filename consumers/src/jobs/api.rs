@@ -12,7 +12,8 @@
 //! | `GET /teams/{id}/scout` | 200 `{served, report}`; 404 |
 //!
 //! With a token configured, every route wants `Authorization: Bearer <token>`
-//! (401 otherwise). Errors are `{"error": "..."}`.
+//! (401 otherwise). Request bodies over [`MAX_BODY_BYTES`] get 413. Errors are
+//! `{"error": "..."}`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -31,6 +32,7 @@ use schemas::codec::{Codec, Encoding};
 use schemas::{topics, JobRequested};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use super::config::JobsConfig;
 use super::handler::validate;
@@ -73,6 +75,9 @@ impl ApiState {
     }
 }
 
+/// Largest request body accepted: an enqueue request is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// The API's routes, behind bearer auth when a token is configured.
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -84,6 +89,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/players/{id}/scout", get(player_scout))
         .route("/teams/{id}/scout", get(team_scout))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -107,6 +113,16 @@ impl From<JobError> for ApiError {
     }
 }
 
+/// 413 over the body limit; 400 for anything else wrong with the body.
+fn body_rejected(rejection: JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, rejection.body_text())
+        }
+        _ => bad_request(rejection.body_text()),
+    }
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
@@ -124,7 +140,8 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+    // Constant time: how long a refusal takes does not tell how much was right.
+    if presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.as_bytes()))) {
         return next.run(request).await;
     }
     let mut response = ApiError(
@@ -137,12 +154,6 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
         header::HeaderValue::from_static("Bearer"),
     );
     response
-}
-
-/// Compares without stopping at the first difference, so timing does not
-/// reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `POST /jobs` body.
@@ -174,7 +185,7 @@ async fn enqueue(
     State(state): State<ApiState>,
     body: Result<Json<EnqueueBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let Json(body) = body.map_err(body_rejected)?;
     let request = to_request(body)?;
     let max_attempts = match request.max_attempts {
         Some(n) if n > 0 => n as u32,
