@@ -150,8 +150,41 @@ impl AppConfig {
         Ok(())
     }
 
+    /// For processes that serve the jobs API (`run`): on an address other
+    /// than loopback it must want a token, or anyone who reaches the port
+    /// could enqueue jobs and read reports.
+    pub fn validate_api_exposure(&self) -> Result<(), ConfigError> {
+        let bind = &self.observe.bind;
+        match self.jobs.api_token.as_deref() {
+            Some(token) if token.trim().is_empty() => Err(ConfigError::invalid(
+                "jobs.api_token",
+                "is empty: set a token, or leave the key out",
+            )),
+            Some(_) => Ok(()),
+            None if is_loopback(bind) => Ok(()),
+            None => Err(ConfigError::invalid(
+                "jobs.api_token",
+                format!(
+                    "unset while observe.bind `{bind}` is not a loopback address: the jobs API \
+                     would be open to the network. Set a token (e.g. SCOUTSTREAM__JOBS__API_TOKEN) \
+                     or bind 127.0.0.1"
+                ),
+            )),
+        }
+    }
+
     pub fn group_id(&self, group: GroupName) -> String {
         format!("{}-{}", self.groups.id_prefix, group.as_str())
+    }
+}
+
+/// `127.0.0.1:9464`, `[::1]:9464` or `localhost:9464`.
+fn is_loopback(bind: &str) -> bool {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(address) => address.ip().is_loopback(),
+        Err(_) => bind
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host == "localhost"),
     }
 }
 

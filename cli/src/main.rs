@@ -218,6 +218,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             if !chosen.is_empty() {
                 config.groups.enabled = chosen;
             }
+            config.validate_api_exposure()?;
             let bus = config.bus.connect().await?;
             app::ensure_topics(bus.as_ref(), &config).await?;
             let resources = groups::Resources::default();

@@ -75,3 +75,41 @@ fn a_bad_field_stops_start_up_naming_it() {
         assert!(stderr.contains(field), "{variable}={value}: {stderr}");
     }
 }
+
+/// `run` serves the jobs API beside `/metrics`: on a non-loopback address
+/// without a token it does not start, naming the field; commands that serve
+/// nothing (here `schemas check`) still run with the same config.
+#[test]
+fn run_refuses_an_open_api_on_the_network() {
+    let run = |bind: &str, token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scoutstream"));
+        command
+            .args(["run", "--config"])
+            .arg(example())
+            .env("SCOUTSTREAM__OBSERVE__BIND", bind);
+        if let Some(token) = token {
+            command.env("SCOUTSTREAM__JOBS__API_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    for (bind, token) in [
+        ("0.0.0.0:0", None),
+        ("10.1.2.3:9464", None),
+        ("0.0.0.0:0", Some(" ")),
+    ] {
+        let output = run(bind, token);
+        assert_eq!(output.status.code(), Some(2), "{bind} {token:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("jobs.api_token"), "{bind}: {stderr}");
+    }
+    let unserved = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+        .args(["schemas", "check", "--offline", "--config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(
+        unserved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unserved.stderr)
+    );
+}
