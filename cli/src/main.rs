@@ -326,7 +326,11 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                     let letter = letters.get(index).ok_or_else(|| {
                         anyhow::anyhow!("no dead letter #{index}: there are {}", letters.len())
                     })?;
-                    print!("{}", operate::render_inspect(letter));
+                    let original = letter.letter.as_ref().map(|l| &l.original[..]);
+                    let codec =
+                        schema_cmd::codec_for(&config, &original.into_iter().collect::<Vec<_>>())
+                            .await?;
+                    print!("{}", operate::render_inspect(letter, &codec));
                 }
                 DlqAction::Replay { kind, yes } => {
                     confirm(

@@ -138,15 +138,15 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Everything about one dead letter, with its original event decoded when it can be.
-pub fn render_inspect(letter: &Letter) -> String {
+/// Everything about one dead letter, with its original event decoded by
+/// `codec` when it can be.
+pub fn render_inspect(letter: &Letter, codec: &Codec) -> String {
     let Some(l) = &letter.letter else {
         return format!(
             "not a DeadLetter record ({} bytes)\n",
             letter.delivery.payload.len()
         );
     };
-    let codec = Codec::default();
     let original = match l.topic.as_str() {
         topics::MATCHES => codec
             .decode::<MatchCompleted>(&l.original)

@@ -1,9 +1,12 @@
 //! `scoutstream schemas check|register`: the schemas this build carries
 //! against the earlier versions kept in the repo and those in the registry.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use schemas::registry::compat::{backward_compatible, check_offline};
-use schemas::registry::{value_subject, RegistryClient, TOPIC_SCHEMAS};
+use schemas::registry::{value_subject, RegistryClient, SchemaResolver, TOPIC_SCHEMAS};
+use schemas::Codec;
 
 use crate::app::AppConfig;
 
@@ -115,4 +118,19 @@ pub async fn register(config: &AppConfig) -> anyhow::Result<Vec<(String, u32)>> 
         registered.push((subject, id));
     }
     Ok(registered)
+}
+
+/// A codec that decodes `payloads`: with a registry, their Confluent ids are
+/// looked up first. A registry that cannot be asked only leaves them
+/// undecodable (operator commands show what they can).
+pub async fn codec_for(config: &AppConfig, payloads: &[&[u8]]) -> anyhow::Result<Codec> {
+    if !config.schema_registry.is_enabled() {
+        return Ok(Codec::default());
+    }
+    let client = RegistryClient::new(&config.schema_registry)?;
+    let resolver = SchemaResolver::new(Arc::new(client), Codec::default());
+    if let Err(err) = resolver.resolve(payloads.iter().copied()).await {
+        tracing::warn!(error = %err, "schema registry unavailable; Confluent-framed events stay undecoded");
+    }
+    Ok(resolver.codec().clone())
 }

@@ -94,8 +94,26 @@ async fn confluent_framed_events_persist_and_unknown_ids_become_dead_letters() {
         .await
         .unwrap();
 
+    // A match Confluent-framed with the registry's id that persist refuses
+    // (two players in one slot): its dead letter is decodable through the registry.
+    let codec = Codec::default();
+    let prefix = deployment.topic_prefix.clone();
+    schemas::registry::register_writers(&registry_client(), &codec, &prefix, &["matches"])
+        .await
+        .unwrap();
+    let mut invalid = producers::loadgen::generate_matches(1, 77).remove(0);
+    invalid.match_id = 9_100_000_001;
+    invalid.players[1].player_slot = invalid.players[0].player_slot;
+    let framed = codec
+        .encode(&invalid, schemas::Encoding::Registered)
+        .unwrap();
+    publisher
+        .publish_batch("matches", &[Record::new("invalid", framed)])
+        .await
+        .unwrap();
+
     let report = persist_until_caught_up(&deployment).await;
-    assert!(report.contains("dead-lettered 1,"), "{report}");
+    assert!(report.contains("dead-lettered 2,"), "{report}");
     let pool = deployment.pool().await;
     check_fixture_rows(&pool).await;
     assert_eq!(
@@ -106,14 +124,28 @@ async fn confluent_framed_events_persist_and_unknown_ids_become_dead_letters() {
     let letters = scoutstream::operate::read_all(bus.as_ref(), "dead-letters")
         .await
         .unwrap();
-    let letter = letters[0].letter.as_ref().unwrap();
-    assert_eq!(letters.len(), 1);
+    assert_eq!(letters.len(), 2);
+    let kind = |i: usize| letters[i].letter.as_ref().unwrap().error_kind.clone();
+    let (unknown, invalid) = if kind(0) == "invalid" { (1, 0) } else { (0, 1) };
+    let letter = letters[unknown].letter.as_ref().unwrap();
     assert_eq!(letter.topic, "matches");
     assert!(
         letter
             .error_message
             .contains(&format!("unknown Confluent schema id {UNKNOWN_ID}")),
         "{letter:?}"
+    );
+    assert_eq!(kind(invalid), "invalid");
+    // Each `dlq` command reads the topic anew; partitions may come in another order.
+    let inspected: Vec<String> = (0..2)
+        .map(|i| run_ok(&deployment, &["dlq", "inspect", &i.to_string()]))
+        .collect();
+    assert!(
+        inspected
+            .iter()
+            .any(|out| out.contains("error kind:     invalid")
+                && out.contains("\"match_id\": 9100000001")),
+        "{inspected:?}"
     );
     pool.close().await;
     deployment.drop_database().await;
