@@ -123,9 +123,10 @@ impl AppConfig {
             || url.starts_with("postgresql://")
             || url.starts_with("sqlite:"))
         {
+            let shown = pipeline::config::redact_url(url);
             return Err(ConfigError::invalid(
                 "database.url",
-                format!("`{url}` is neither postgres:// nor sqlite:"),
+                format!("`{shown}` is neither postgres:// nor sqlite:"),
             ));
         }
         self.cache

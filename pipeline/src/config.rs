@@ -291,9 +291,32 @@ pub fn not_blank(field: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 pub fn redis_url(field: &str, value: &str) -> Result<(), ConfigError> {
-    redis::parse_redis_url(value)
-        .map(|_| ())
-        .ok_or_else(|| ConfigError::invalid(field, format!("`{value}` is not a redis:// URL")))
+    redis::parse_redis_url(value).map(|_| ()).ok_or_else(|| {
+        let shown = redact_url(value);
+        ConfigError::invalid(field, format!("`{shown}` is not a redis:// URL"))
+    })
+}
+
+/// `url` fit for a message: the password of its user info and its query
+/// (sqlx takes `?password=`) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_len);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _query)) => format!("{path}?***"),
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Reads a TOML file (or nothing, for all defaults), applies `SCOUTSTREAM__`
@@ -347,6 +370,26 @@ fn apply_override(table: &mut toml::Table, path: &str, value: &str) -> Result<()
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     current.insert(last.clone(), parsed);
     Ok(())
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_and_queries_are_hidden_hosts_stay() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x?sslmode=require&password=p"),
+            "postgres://app:***@db:5432/x?***"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("rediss://token@cache"), "rediss://***@cache");
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }
 
 #[cfg(test)]

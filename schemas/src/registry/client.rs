@@ -78,6 +78,8 @@ pub struct Compatibility {
 pub struct RegistryClient {
     http: reqwest::Client,
     base: Url,
+    /// `base` without its password, for messages.
+    shown: String,
     backoff: ExponentialBuilder,
     schemas_by_id: Mutex<HashMap<u32, Arc<str>>>,
     ids_by_subject_schema: Mutex<HashMap<(String, String), u32>>,
@@ -87,7 +89,7 @@ pub struct RegistryClient {
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("base", &self.base.as_str())
+            .field("base", &self.shown)
             .finish()
     }
 }
@@ -98,8 +100,10 @@ impl RegistryClient {
         config
             .validate()
             .map_err(|(field, problem)| invalid(field, problem))?;
+        // The value is not echoed: it may hold a password.
         let base = Url::parse(config.url.trim_end_matches('/'))
-            .map_err(|e| invalid("schema_registry.url", format!("`{}`: {e}", config.url)))?;
+            .map_err(|e| invalid("schema_registry.url", format!("does not parse: {e}")))?;
+        let shown = without_password(&base);
         let timeout = Duration::from_millis(config.timeout_ms);
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -114,6 +118,7 @@ impl RegistryClient {
         Ok(Self {
             http,
             base,
+            shown,
             backoff,
             schemas_by_id: Mutex::default(),
             ids_by_subject_schema: Mutex::default(),
@@ -267,9 +272,10 @@ impl RegistryClient {
                 .header(CONTENT_TYPE, MEDIA_TYPE)
                 .body(body.to_string());
         }
+        // reqwest's messages name the URL; ours is shown without its password.
         let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
-            url: self.base.to_string(),
-            message: e.to_string(),
+            url: self.shown.clone(),
+            message: e.without_url().to_string(),
         };
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -300,6 +306,14 @@ impl RegistryClient {
         }
         url
     }
+}
+
+fn without_password(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
 }
 
 /// The registry's error answer: `{"error_code": 40403, "message": "…"}`.
@@ -400,6 +414,16 @@ mod tests {
             message: String::new(),
         };
         assert!(!incompatible.is_retriable());
+    }
+
+    #[test]
+    fn messages_show_the_url_without_its_password() {
+        let with_password = client("https://app:s3cret@registry:8081/apis/ccompat/v7");
+        assert_eq!(
+            with_password.shown,
+            "https://app:***@registry:8081/apis/ccompat/v7"
+        );
+        assert!(!format!("{with_password:?}").contains("s3cret"));
     }
 
     #[test]
