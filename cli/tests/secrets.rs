@@ -68,6 +68,9 @@ async fn no_secret_appears_in_any_output_at_trace_level() {
         ),
     )
     .unwrap();
+    // The token comes from a file, as a mounted Secret would.
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), format!("{API_TOKEN}\n")).unwrap();
     let with_secrets = |args: &[&str]| {
         let mut command = deployment.command(args);
         command
@@ -76,7 +79,7 @@ async fn no_secret_appears_in_any_output_at_trace_level() {
             .env("SCOUTSTREAM__DATABASE__URL", &database_url)
             .env("SCOUTSTREAM__CACHE__REDIS_URL", &redis_url)
             .env("SCOUTSTREAM__JOBS__REDIS_URL", &redis_url)
-            .env("SCOUTSTREAM__JOBS__API_TOKEN", API_TOKEN)
+            .env("SCOUTSTREAM__JOBS__API_TOKEN_FILE", token_file.path())
             .env(
                 "SCOUTSTREAM__SCHEMA_REGISTRY__URL",
                 registry_url_with_password(&schema_registry_url()),
@@ -112,6 +115,15 @@ async fn no_secret_appears_in_any_output_at_trace_level() {
         http(port, "GET", "/jobs", None).1,
         http(port, "POST", "/jobs", enqueue).1,
     ];
+    // The file's token (without its newline) is the one the API wants.
+    let authorized = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/jobs?status=queued"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 200);
+    assert!(answers[2].contains("bearer token"), "{}", answers[2]);
     for (what, answer) in ["metrics", "readyz", "jobs 401", "jobs 401 post"]
         .iter()
         .zip(&answers)

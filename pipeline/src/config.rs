@@ -2,8 +2,9 @@
 //!
 //! Files are TOML; any key can be overridden from the environment with
 //! `SCOUTSTREAM__SECTION__KEY=value` (double underscores separate the path,
-//! e.g. `SCOUTSTREAM__BUS__BACKEND=kafka`). Values are validated at start-up and
-//! every error names the field at fault.
+//! e.g. `SCOUTSTREAM__BUS__BACKEND=kafka`). Any string key `K` can be read from
+//! a file instead with `K_file` (for secrets mounted as files). Values are
+//! validated at start-up and every error names the field at fault.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -340,6 +341,7 @@ pub fn load<T: DeserializeOwned>(
             apply_override(&mut table, path, &value)?;
         }
     }
+    read_file_keys(&mut table, "")?;
     // serde_path_to_error names the field at fault, e.g. `runner.batch_size`.
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
         field: e.path().to_string(),
@@ -349,6 +351,40 @@ pub fn load<T: DeserializeOwned>(
 
 /// Sets `a__b__c` in the table. The value is read as a TOML value when it is one
 /// (numbers, booleans, arrays), else taken as a string.
+/// `KEY_file = "/path"`, at any depth, stands for `KEY = "<the file's
+/// content>"` (one trailing newline dropped): secrets mounted as files
+/// (Kubernetes, Docker) stay out of config files and the environment.
+fn read_file_keys(table: &mut toml::Table, at: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let field = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        if let Some(toml::Value::Table(inner)) = table.get_mut(&key) {
+            read_file_keys(inner, &field)?;
+            continue;
+        }
+        let Some(target) = key.strip_suffix("_file") else {
+            continue;
+        };
+        let Some(toml::Value::String(path)) = table.remove(&key) else {
+            return Err(ConfigError::invalid(&field, "must be a file path"));
+        };
+        if table.contains_key(target) {
+            let problem = format!("set either `{target}` or `{key}`, not both");
+            return Err(ConfigError::invalid(&field, problem));
+        }
+        let content = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::invalid(&field, format!("cannot read {path}: {e}")))?;
+        let value = content.strip_suffix('\n').unwrap_or(&content);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        table.insert(target.to_owned(), toml::Value::String(value.to_owned()));
+    }
+    Ok(())
+}
+
 fn apply_override(table: &mut toml::Table, path: &str, value: &str) -> Result<(), ConfigError> {
     let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
     let Some((last, parents)) = keys.split_last() else {
@@ -370,6 +406,64 @@ fn apply_override(table: &mut toml::Table, path: &str, value: &str) -> Result<()
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     current.insert(last.clone(), parsed);
     Ok(())
+}
+
+#[cfg(test)]
+mod file_key_tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Secrets {
+        jobs: Jobs,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Jobs {
+        api_token: String,
+    }
+
+    fn secret_file(content: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(content.as_bytes()).expect("written");
+        file
+    }
+
+    fn load_with(env: &[(&str, String)]) -> Result<Secrets, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        load(None, env)
+    }
+
+    #[test]
+    fn a_file_key_reads_the_secret_without_its_newline() {
+        let file = secret_file("s3cret\n");
+        let path = file.path().display().to_string();
+        let secrets = load_with(&[("SCOUTSTREAM__JOBS__API_TOKEN_FILE", path)]).expect("loads");
+        assert_eq!(secrets.jobs.api_token, "s3cret");
+    }
+
+    #[test]
+    fn a_missing_file_or_both_keys_name_the_file_field() {
+        let missing = (
+            "SCOUTSTREAM__JOBS__API_TOKEN_FILE",
+            "/nonexistent/token".to_string(),
+        );
+        let err = load_with(std::slice::from_ref(&missing)).expect_err("no such file");
+        assert!(err.to_string().contains("`jobs.api_token_file`"), "{err}");
+        let file = secret_file("a");
+        let both = [
+            (
+                "SCOUTSTREAM__JOBS__API_TOKEN_FILE",
+                file.path().display().to_string(),
+            ),
+            ("SCOUTSTREAM__JOBS__API_TOKEN", "b".to_string()),
+        ];
+        let err = load_with(&both).expect_err("ambiguous");
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
 }
 
 #[cfg(test)]
