@@ -156,22 +156,17 @@ impl AppConfig {
     /// could enqueue jobs and read reports.
     pub fn validate_api_exposure(&self) -> Result<(), ConfigError> {
         let bind = &self.observe.bind;
-        match self.jobs.api_token.as_deref() {
-            Some(token) if token.trim().is_empty() => Err(ConfigError::invalid(
-                "jobs.api_token",
-                "is empty: set a token, or leave the key out",
-            )),
-            Some(_) => Ok(()),
-            None if is_loopback(bind) => Ok(()),
-            None => Err(ConfigError::invalid(
-                "jobs.api_token",
-                format!(
-                    "unset while observe.bind `{bind}` is not a loopback address: the jobs API \
-                     would be open to the network. Set a token (e.g. SCOUTSTREAM__JOBS__API_TOKEN) \
-                     or bind 127.0.0.1"
-                ),
-            )),
+        if self.jobs.api_wants_token() || is_loopback(bind) {
+            return Ok(());
         }
+        Err(ConfigError::invalid(
+            "jobs.api_token",
+            format!(
+                "unset (and no jobs.api_tokens) while observe.bind `{bind}` is not a loopback \
+                 address: the jobs API would be open to the network. Set a token (e.g. \
+                 SCOUTSTREAM__JOBS__API_TOKEN) or bind 127.0.0.1"
+            ),
+        ))
     }
 
     pub fn group_id(&self, group: GroupName) -> String {

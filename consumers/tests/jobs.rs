@@ -1251,6 +1251,10 @@ async fn api_base(env: &Env, token: Option<&str>) -> String {
         api_token: token.map(str::to_string),
         ..env.config.clone()
     };
+    api_with(env, config).await
+}
+
+async fn api_with(env: &Env, config: JobsConfig) -> String {
     let scout = ScoutService::new(env.store.clone(), env.cache.clone());
     let state = api::ApiState::new(env.tracker(), scout, config);
     serve(api::router(state)).await
@@ -1598,6 +1602,78 @@ async fn api_streams_status_changes_cancels_and_retries() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_limited_to_their_scopes() {
+    use consumers::jobs::{ApiScope, ApiToken};
+    run(Kind::Sqlite, |env| async move {
+        let token = |name: &str, scopes: &[ApiScope]| ApiToken {
+            name: name.into(),
+            token: format!("{name}-s3cret"),
+            scopes: scopes.to_vec(),
+        };
+        let config = JobsConfig {
+            api_tokens: vec![
+                token("dashboard", &[ApiScope::Read]),
+                token("scheduler", &[ApiScope::Enqueue]),
+                token("operator", &[ApiScope::Read, ApiScope::Enqueue]),
+            ],
+            ..env.config.clone()
+        };
+        config.validate().unwrap();
+        let base = api_with(&env, config).await;
+        let http = reqwest::Client::new();
+        let body = json!({"job_type": "scout_report_team", "subject_id": 1});
+        let status = |response: reqwest::Response| response.status().as_u16();
+        let enqueue = |token: &str| {
+            let request = http.post(format!("{base}/jobs")).json(&body);
+            request.bearer_auth(token).send()
+        };
+        let list = |token: &str| {
+            let request = http.get(format!("{base}/jobs?status=queued"));
+            request.bearer_auth(token).send()
+        };
+        assert_eq!(status(enqueue("dashboard-s3cret").await.unwrap()), 403);
+        assert_eq!(status(list("dashboard-s3cret").await.unwrap()), 200);
+        assert_eq!(status(enqueue("scheduler-s3cret").await.unwrap()), 202);
+        assert_eq!(status(list("scheduler-s3cret").await.unwrap()), 403);
+        assert_eq!(status(list("operator-s3cret").await.unwrap()), 200);
+        assert_eq!(status(enqueue("nobody").await.unwrap()), 401);
+        let refused = enqueue("dashboard-s3cret").await.unwrap();
+        let error: Value = refused.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("enqueue"),
+            "{error}"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn api_tokens_must_be_distinct_and_scoped() {
+    use consumers::jobs::{ApiScope, ApiToken};
+    let token = |name: &str, secret: &str, scopes: Vec<ApiScope>| ApiToken {
+        name: name.into(),
+        token: secret.into(),
+        scopes,
+    };
+    let with = |tokens| JobsConfig {
+        api_tokens: tokens,
+        ..JobsConfig::default()
+    };
+    let twice = with(vec![
+        token("a", "same", vec![ApiScope::Read]),
+        token("b", "same", vec![ApiScope::Read]),
+    ]);
+    assert_eq!(twice.validate().unwrap_err().0, "jobs.api_tokens");
+    let unscoped = with(vec![token("a", "x", vec![])]);
+    assert!(unscoped.validate().unwrap_err().1.contains("no scopes"));
+    let empty = with(vec![token("a", " ", vec![ApiScope::Read])]);
+    assert!(empty.validate().unwrap_err().1.contains("empty"));
+    assert!(with(vec![token("a", "x", vec![ApiScope::Read])])
+        .validate()
+        .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

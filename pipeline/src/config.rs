@@ -362,9 +362,21 @@ fn read_file_keys(table: &mut toml::Table, at: &str) -> Result<(), ConfigError> 
         } else {
             format!("{at}.{key}")
         };
-        if let Some(toml::Value::Table(inner)) = table.get_mut(&key) {
-            read_file_keys(inner, &field)?;
-            continue;
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(inner)) => {
+                read_file_keys(inner, &field)?;
+                continue;
+            }
+            // Arrays of tables, e.g. `[[jobs.api_tokens]]` with `token_file`.
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(inner) = item {
+                        read_file_keys(inner, &format!("{field}[{i}]"))?;
+                    }
+                }
+                continue;
+            }
+            _ => {}
         }
         let Some(target) = key.strip_suffix("_file") else {
             continue;

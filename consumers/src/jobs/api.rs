@@ -11,8 +11,10 @@
 //! | `GET /players/{id}/scout` | 200 `{served, report}`; 404 |
 //! | `GET /teams/{id}/scout` | 200 `{served, report}`; 404 |
 //!
-//! With a token configured, every route wants `Authorization: Bearer <token>`
-//! (401 otherwise). Request bodies over [`MAX_BODY_BYTES`] get 413. Errors are
+//! With a token configured (`jobs.api_token`, which may do everything, or
+//! `jobs.api_tokens`, each with scopes `read` for `GET` and `enqueue` for the
+//! rest), every route wants `Authorization: Bearer <token>`: 401 without a
+//! known token, 403 when its scopes do not cover the route. Request bodies over [`MAX_BODY_BYTES`] get 413. Errors are
 //! `{"error": "..."}`.
 
 use std::collections::VecDeque;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::config::JobsConfig;
+use super::config::{ApiScope, JobsConfig};
 use super::handler::validate;
 use super::model::{parse_job_type, parse_status, JobView};
 use super::opendota::now_ms;
@@ -132,28 +134,63 @@ fn not_found(message: impl Into<String>) -> ApiError {
 }
 
 async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.config.api_token.as_deref() else {
+    if !state.config.api_wants_token() {
         return next.run(request).await;
-    };
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    // Constant time: how long a refusal takes does not tell how much was right.
-    if presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.as_bytes()))) {
-        return next.run(request).await;
+    let needed = if request.method() == Method::GET {
+        ApiScope::Read
+    } else {
+        ApiScope::Enqueue
+    };
+    match presented.and_then(|p| scopes_of(&state.config, p)) {
+        Some(scopes) if scopes.contains(&needed) => next.run(request).await,
+        Some(_) => ApiError(
+            StatusCode::FORBIDDEN,
+            format!("this token may not {}", scope_verb(needed)),
+        )
+        .into_response(),
+        None => {
+            let mut response = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
     }
-    let mut response = ApiError(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong bearer token".into(),
-    )
-    .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    response
+}
+
+/// The scopes of the token presented, if it is one. Every configured token
+/// is compared, each in constant time (`subtle`), so how long a refusal
+/// takes tells nothing about which token came close.
+fn scopes_of(config: &JobsConfig, presented: &str) -> Option<Vec<ApiScope>> {
+    let matches = |token: &str| bool::from(presented.as_bytes().ct_eq(token.as_bytes()));
+    let mut found = None;
+    if config.full_access_token().is_some_and(matches) {
+        found = Some(vec![ApiScope::Read, ApiScope::Enqueue]);
+    }
+    for token in &config.api_tokens {
+        if matches(&token.token) {
+            found = Some(token.scopes.clone());
+        }
+    }
+    found
+}
+
+fn scope_verb(scope: ApiScope) -> &'static str {
+    match scope {
+        ApiScope::Read => "read (scope `read`)",
+        ApiScope::Enqueue => "enqueue, cancel or retry jobs (scope `enqueue`)",
+    }
 }
 
 /// `POST /jobs` body.

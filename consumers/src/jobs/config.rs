@@ -132,8 +132,44 @@ pub struct JobsConfig {
     pub redis_retry_interval_ms: u64,
     /// Lifetime of the `job:{id}` mirror in Redis.
     pub mirror_ttl_secs: u64,
-    /// When set, the HTTP API wants `Authorization: Bearer <token>`.
+    /// When set, the HTTP API wants `Authorization: Bearer <token>`; this
+    /// token may do everything.
     pub api_token: Option<String>,
+    /// Further tokens, each limited to its scopes.
+    pub api_tokens: Vec<ApiToken>,
+}
+
+/// A bearer token of the HTTP API and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it, for logs (never the token itself).
+    pub name: String,
+    pub token: String,
+    pub scopes: Vec<ApiScope>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// `GET`: job views, lists and status streams, scout reports.
+    Read,
+    /// Everything else: enqueue, cancel and retry jobs.
+    Enqueue,
+}
+
+impl JobsConfig {
+    /// The token that may do everything. Empty counts as unset, as compose's
+    /// `${VAR:-}` gives when the variable is missing.
+    pub fn full_access_token(&self) -> Option<&str> {
+        self.api_token.as_deref().filter(|t| !t.trim().is_empty())
+    }
+
+    /// Whether the API wants a bearer token at all.
+    pub fn api_wants_token(&self) -> bool {
+        self.full_access_token().is_some() || !self.api_tokens.is_empty()
+    }
 }
 
 impl Default for JobsConfig {
@@ -159,6 +195,7 @@ impl Default for JobsConfig {
             redis_retry_interval_ms: 5_000,
             mirror_ttl_secs: 24 * 60 * 60,
             api_token: None,
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -197,6 +234,7 @@ impl JobsConfig {
                 return Err((field, "must be at least 1".into()));
             }
         }
+        self.validate_api_tokens()?;
         if self.lease_ms < 1_000 {
             return Err((
                 "jobs.lease_ms",
@@ -205,6 +243,24 @@ impl JobsConfig {
                     self.lease_ms
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_api_tokens(&self) -> Result<(), (&'static str, String)> {
+        let mut seen = std::collections::HashSet::new();
+        for token in &self.api_tokens {
+            let name = &token.name;
+            if token.token.trim().is_empty() {
+                return Err(("jobs.api_tokens", format!("token `{name}` is empty")));
+            }
+            if token.scopes.is_empty() {
+                return Err(("jobs.api_tokens", format!("token `{name}` has no scopes")));
+            }
+            let full = self.full_access_token();
+            if !seen.insert(token.token.as_str()) || full == Some(token.token.as_str()) {
+                return Err(("jobs.api_tokens", format!("token `{name}` is given twice")));
+            }
         }
         Ok(())
     }

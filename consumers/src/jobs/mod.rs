@@ -88,7 +88,7 @@ mod worker;
 mod error;
 
 pub use api::{request_key, router, ApiState};
-pub use config::{JobsConfig, MaxAttempts, RateLimit, OPENDOTA};
+pub use config::{ApiScope, ApiToken, JobsConfig, MaxAttempts, RateLimit, OPENDOTA};
 pub use error::JobError;
 pub use executor::{JobExecutor, StandardExecutor};
 pub use handler::{validate, JobsHandler};
