@@ -207,6 +207,10 @@ pub async fn jobs_api(
         config.jobs.clone(),
     );
     let (codec, encoding) = resources.writer(config).await?;
-    let state = state.with_writer(codec, encoding);
+    let limiter = RateLimiter::new(&config.jobs.with_api_token_limits())
+        .context("starting the API's rate limiter")?;
+    let state = state
+        .with_writer(codec, encoding)
+        .with_rate_limiter(limiter);
     Ok(consumers::jobs::api::router(state))
 }

@@ -1612,6 +1612,7 @@ async fn api_tokens_are_limited_to_their_scopes() {
             name: name.into(),
             token: format!("{name}-s3cret"),
             scopes: scopes.to_vec(),
+            rate_limit: None,
         };
         let config = JobsConfig {
             api_tokens: vec![
@@ -1650,6 +1651,51 @@ async fn api_tokens_are_limited_to_their_scopes() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_rate_limit_gets_429_with_retry_after() {
+    use consumers::jobs::{ApiScope, ApiToken, RateLimiter};
+    run(Kind::Sqlite, |env| async move {
+        let limited = ApiToken {
+            name: "crawler".into(),
+            token: "crawler-s3cret".into(),
+            scopes: vec![ApiScope::Read],
+            rate_limit: Some(consumers::jobs::RateLimit {
+                limit: 3,
+                period_ms: 60_000,
+                burst: 3,
+            }),
+        };
+        let config = JobsConfig {
+            api_token: Some("admin-s3cret".into()),
+            api_tokens: vec![limited],
+            ..env.config.clone()
+        };
+        let limiter = RateLimiter::new(&config.with_api_token_limits()).unwrap();
+        let scout = ScoutService::new(env.store.clone(), env.cache.clone());
+        let state = api::ApiState::new(env.tracker(), scout, config).with_rate_limiter(limiter);
+        let base = serve(api::router(state)).await;
+        let http = reqwest::Client::new();
+        let list = |token: &'static str| {
+            let request = http.get(format!("{base}/jobs?status=queued"));
+            request.bearer_auth(token).send()
+        };
+        for _ in 0..3 {
+            assert_eq!(list("crawler-s3cret").await.unwrap().status(), 200);
+        }
+        let refused = list("crawler-s3cret").await.unwrap();
+        assert_eq!(refused.status(), 429);
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&retry_after), "{retry_after}");
+        // Another token is not slowed by it.
+        assert_eq!(list("admin-s3cret").await.unwrap().status(), 200);
+    })
+    .await;
+}
+
 #[test]
 fn api_tokens_must_be_distinct_and_scoped() {
     use consumers::jobs::{ApiScope, ApiToken};
@@ -1657,6 +1703,7 @@ fn api_tokens_must_be_distinct_and_scoped() {
         name: name.into(),
         token: secret.into(),
         scopes,
+        rate_limit: None,
     };
     let with = |tokens| JobsConfig {
         api_tokens: tokens,

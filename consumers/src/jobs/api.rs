@@ -38,6 +38,7 @@ use subtle::ConstantTimeEq;
 
 use super::config::{ApiScope, JobsConfig};
 use super::handler::validate;
+use super::limiter::{Decision, RateLimiter};
 use super::model::{parse_job_type, parse_status, JobView};
 use super::opendota::now_ms;
 use super::tracker::{JobTracker, Recorded};
@@ -55,6 +56,7 @@ pub struct ApiState {
     config: Arc<JobsConfig>,
     codec: Codec,
     encoding: Encoding,
+    limiter: Option<RateLimiter>,
 }
 
 impl ApiState {
@@ -65,7 +67,15 @@ impl ApiState {
             config: Arc::new(config),
             codec: Codec::default(),
             encoding: Encoding::SingleObject,
+            limiter: None,
         }
+    }
+
+    /// Enforces the tokens' `rate_limit`s; `limiter` must be built from
+    /// [`JobsConfig::with_api_token_limits`].
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// How job requests are written, e.g. Confluent framing with the ids a
@@ -147,8 +157,13 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
     } else {
         ApiScope::Enqueue
     };
-    match presented.and_then(|p| scopes_of(&state.config, p)) {
-        Some(scopes) if scopes.contains(&needed) => next.run(request).await,
+    match presented.and_then(|p| grant_of(&state.config, p)) {
+        Some(grant) if grant.scopes.contains(&needed) => {
+            if let Some(wait) = over_limit(&state, grant.limited_as.as_deref()).await {
+                return too_many_requests(wait);
+            }
+            next.run(request).await
+        }
         Some(_) => ApiError(
             StatusCode::FORBIDDEN,
             format!("this token may not {}", scope_verb(needed)),
@@ -169,21 +184,58 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
     }
 }
 
-/// The scopes of the token presented, if it is one. Every configured token
-/// is compared, each in constant time (`subtle`), so how long a refusal
-/// takes tells nothing about which token came close.
-fn scopes_of(config: &JobsConfig, presented: &str) -> Option<Vec<ApiScope>> {
+/// What the token presented may do, if it is one.
+struct Grant {
+    scopes: Vec<ApiScope>,
+    /// Its service in the rate limiter, when it has a limit.
+    limited_as: Option<String>,
+}
+
+/// Every configured token is compared, each in constant time (`subtle`), so
+/// how long a refusal takes tells nothing about which token came close.
+fn grant_of(config: &JobsConfig, presented: &str) -> Option<Grant> {
     let matches = |token: &str| bool::from(presented.as_bytes().ct_eq(token.as_bytes()));
     let mut found = None;
     if config.full_access_token().is_some_and(matches) {
-        found = Some(vec![ApiScope::Read, ApiScope::Enqueue]);
+        found = Some(Grant {
+            scopes: vec![ApiScope::Read, ApiScope::Enqueue],
+            limited_as: None,
+        });
     }
     for token in &config.api_tokens {
         if matches(&token.token) {
-            found = Some(token.scopes.clone());
+            found = Some(Grant {
+                scopes: token.scopes.clone(),
+                limited_as: token.rate_limit.map(|_| token.limiter_service()),
+            });
         }
     }
     found
+}
+
+/// How long the token must wait, when it is over its rate limit.
+async fn over_limit(state: &ApiState, service: Option<&str>) -> Option<Duration> {
+    let (Some(limiter), Some(service)) = (&state.limiter, service) else {
+        return None;
+    };
+    match limiter.try_acquire(service).await {
+        Decision::Granted { .. } => None,
+        Decision::Wait(wait) => Some(wait),
+    }
+}
+
+fn too_many_requests(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit of this token reached; retry in {seconds}s"),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(seconds.max(1)),
+    );
+    response
 }
 
 fn scope_verb(scope: ApiScope) -> &'static str {

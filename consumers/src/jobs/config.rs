@@ -147,6 +147,17 @@ pub struct ApiToken {
     pub name: String,
     pub token: String,
     pub scopes: Vec<ApiScope>,
+    /// Requests it may make (shared by every process through Redis); over
+    /// it the API answers 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ApiToken {
+    /// Its service name in the rate limiter.
+    pub fn limiter_service(&self) -> String {
+        format!("api-token:{}", self.name)
+    }
 }
 
 /// What a token may do.
@@ -164,6 +175,18 @@ impl JobsConfig {
     /// `${VAR:-}` gives when the variable is missing.
     pub fn full_access_token(&self) -> Option<&str> {
         self.api_token.as_deref().filter(|t| !t.trim().is_empty())
+    }
+
+    /// `rate_limits` plus one entry per rate-limited API token, for the
+    /// API's [`super::RateLimiter`].
+    pub fn with_api_token_limits(&self) -> JobsConfig {
+        let mut config = self.clone();
+        for token in &self.api_tokens {
+            if let Some(limit) = token.rate_limit {
+                config.rate_limits.insert(token.limiter_service(), limit);
+            }
+        }
+        config
     }
 
     /// Whether the API wants a bearer token at all.
