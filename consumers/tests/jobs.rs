@@ -1696,6 +1696,45 @@ async fn a_token_over_its_rate_limit_gets_429_with_retry_after() {
     .await;
 }
 
+/// A read held up by the database answers 503 at the deadline, and the
+/// API answers again once the database does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_past_its_deadline_gets_503() {
+    use sqlx::Connection;
+    run(Kind::Postgres, |env| async move {
+        let config = JobsConfig {
+            api_read_timeout_ms: 300,
+            ..env.config.clone()
+        };
+        let base = api_with(&env, config).await;
+        let url = with_database(&admin_url(), env.database.as_deref().unwrap());
+        let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut lock = holder.begin().await.unwrap();
+        sqlx::query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let list = || http.get(format!("{base}/jobs?status=queued")).send();
+        let started = std::time::Instant::now();
+        let held = list().await.unwrap();
+        assert_eq!(held.status(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let error: Value = held.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("300 ms"),
+            "{error}"
+        );
+        lock.rollback().await.unwrap();
+        assert_eq!(list().await.unwrap().status(), 200);
+    })
+    .await;
+}
+
 #[test]
 fn api_tokens_must_be_distinct_and_scoped() {
     use consumers::jobs::{ApiScope, ApiToken};

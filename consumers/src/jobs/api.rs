@@ -14,7 +14,9 @@
 //! With a token configured (`jobs.api_token`, which may do everything, or
 //! `jobs.api_tokens`, each with scopes `read` for `GET` and `enqueue` for the
 //! rest), every route wants `Authorization: Bearer <token>`: 401 without a
-//! known token, 403 when its scopes do not cover the route. Request bodies over [`MAX_BODY_BYTES`] get 413. Errors are
+//! known token, 403 when its scopes do not cover the route, 429 with
+//! `Retry-After` over the token's rate limit. Reads answer 503 past
+//! `jobs.api_read_timeout_ms`. Request bodies over [`MAX_BODY_BYTES`] get 413. Errors are
 //! `{"error": "..."}`.
 
 use std::collections::VecDeque;
@@ -100,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs/{id}/retry", post(retry))
         .route("/players/{id}/scout", get(player_scout))
         .route("/teams/{id}/scout", get(team_scout))
+        .layer(middleware::from_fn_with_state(state.clone(), read_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -181,6 +184,25 @@ async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Re
             );
             response
         }
+    }
+}
+
+/// 503 for a read (`GET`) that takes longer than `jobs.api_read_timeout_ms`.
+/// The status stream is meant to last, and writes run to the end (see
+/// [`JobsConfig::api_read_timeout_ms`]).
+async fn read_deadline(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let is_stream = request.uri().path().ends_with("/events");
+    if request.method() != Method::GET || is_stream {
+        return next.run(request).await;
+    }
+    let limit = state.config.api_read_timeout();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the read took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
     }
 }
 

@@ -137,6 +137,10 @@ pub struct JobsConfig {
     pub api_token: Option<String>,
     /// Further tokens, each limited to its scopes.
     pub api_tokens: Vec<ApiToken>,
+    /// Reads of the API (`GET`, the status stream aside) answer 503 past this.
+    /// Writes are not cut short: an enqueue stopped between recording and
+    /// publishing would leave a job no one announces.
+    pub api_read_timeout_ms: u64,
 }
 
 /// A bearer token of the HTTP API and what it may do.
@@ -219,6 +223,7 @@ impl Default for JobsConfig {
             mirror_ttl_secs: 24 * 60 * 60,
             api_token: None,
             api_tokens: Vec::new(),
+            api_read_timeout_ms: 10_000,
         }
     }
 }
@@ -251,6 +256,7 @@ impl JobsConfig {
             ("jobs.workers", self.workers as u64),
             ("jobs.claim_batch", self.claim_batch as u64),
             ("jobs.poll_interval_ms", self.poll_interval_ms),
+            ("jobs.api_read_timeout_ms", self.api_read_timeout_ms),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -286,6 +292,10 @@ impl JobsConfig {
             }
         }
         Ok(())
+    }
+
+    pub fn api_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.api_read_timeout_ms)
     }
 
     pub fn http_timeout(&self) -> Duration {
