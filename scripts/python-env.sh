@@ -2,7 +2,8 @@
 # The Python virtualenv of the interop publisher (producers/interop/confluent_avro_publish.py):
 # Confluent's own clients, confluent-kafka with its AvroSerializer and SchemaRegistryClient,
 # pinned below, so the integration tests can check that records framed by a client that is
-# not ours read back through our pipeline.
+# not ours read back through our pipeline; and schemathesis (its `st` beside that python),
+# which the API test runs against the jobs API's OpenAPI description.
 #
 #   scripts/python-env.sh      create the venv if needed; print the absolute path of its python
 #
@@ -14,7 +15,7 @@
 # $SCOUTSTREAM_LOG_DIR/python-interop-<N>-pip.log (default /tmp/scoutstream-services).
 set -euo pipefail
 
-VENV_REVISION=1
+VENV_REVISION=2
 CACHE_DIR="${SCOUTSTREAM_CACHE_DIR:-$HOME/.cache/scoutstream}"
 VENV="$CACHE_DIR/python-interop-$VENV_REVISION"
 MARKER="$VENV/.installed"
@@ -46,6 +47,26 @@ charset-normalizer==3.5.3
 idna==3.20
 urllib3==2.8.0
 typing-extensions==4.16.0
+schemathesis==4.32.5
+click==8.5.1
+graphql-core==3.3.2
+harfile==0.6.0
+hypothesis==6.170.17
+hypothesis-graphql==0.13.5
+iniconfig==2.3.1
+jsonschema_rs==0.60.3
+markdown-it-py==4.3.0
+MarkupSafe==3.0.4
+mdurl==0.1.2
+packaging==26.4
+pluggy==1.7.0
+Pygments==2.21.0
+pyrate-limiter==4.5.1
+pytest==9.2.0
+PyYAML==6.0.4
+rich==15.0.0
+sortedcontainers==2.4.0
+Werkzeug==3.1.9
 '
 
 say() { printf 'python-env: %s\n' "$*" >&2; }
@@ -89,8 +110,9 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --
   die "pip could not install confluent-kafka[avro,schemaregistry]==2.16.1 and its pinned dependencies (log: $PIP_LOG)"
 fi
 "$VENV/bin/python" -c 'import confluent_kafka, fastavro
-from confluent_kafka.schema_registry.avro import AvroSerializer' >>"$PIP_LOG" 2>&1 ||
-  { tail -20 "$PIP_LOG" >&2; die "confluent_kafka does not import after installation (log: $PIP_LOG)"; }
+from confluent_kafka.schema_registry.avro import AvroSerializer
+import schemathesis' >>"$PIP_LOG" 2>&1 ||
+  { tail -20 "$PIP_LOG" >&2; die "confluent_kafka or schemathesis does not import after installation (log: $PIP_LOG)"; }
 touch "$MARKER"
 ms=$(( ($(date +%s%N) - started_ns) / 1000000 ))
 say "ready after $((ms / 1000)).$(printf '%03d' $((ms % 1000)) | cut -c1)s: $VENV"

@@ -1277,6 +1277,11 @@ async fn api_enqueues_validates_and_reports() {
                 "subject_id",
             ),
             (json!({"job_type": "refresh_player"}), "subject_id"),
+            // PostgreSQL text holds no NUL: a 400, not a retried database error.
+            (
+                json!({"job_type": "refresh_player", "subject_id": 1, "idempotency_key": "a\u{0}b"}),
+                "NUL",
+            ),
             (
                 json!({"job_type": "refresh_player", "subject_id": 1, "max_attempts": 0}),
                 "max_attempts",

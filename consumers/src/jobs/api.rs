@@ -10,6 +10,7 @@
 //! | `POST /jobs/{id}/retry` | 202 `{job_id, status: "queued"}`: a dead job runs again with fresh attempts; 409 when not dead or when an active job holds its idempotency key; 404 |
 //! | `GET /players/{id}/scout` | 200 `{served, report}`; 404 |
 //! | `GET /teams/{id}/scout` | 200 `{served, report}`; 404 |
+//! | `GET /openapi.json` | 200 the OpenAPI 3 description of these routes (no token needed) |
 //!
 //! With a token configured (`jobs.api_token`, which may do everything, or
 //! `jobs.api_tokens`, each with scopes `read` for `GET` and `enqueue` for the
@@ -106,6 +107,15 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        // The description is public, as API descriptions are.
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI 3 description of these routes (`openapi.json` beside this file).
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 /// An error answer: status and `{"error": message}`.

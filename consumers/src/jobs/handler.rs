@@ -71,9 +71,12 @@ impl JobsHandler {
 
 /// Rejects requests that can never run.
 pub fn validate(request: &JobRequested) -> Result<(), JobError> {
-    if request.job_id.trim().is_empty() || request.job_id.len() > 128 {
+    // PostgreSQL text cannot hold NUL: refused here, it would fail the
+    // insert as a (retried) database error.
+    let has_nul = |text: &str| text.contains('\0');
+    if request.job_id.trim().is_empty() || request.job_id.len() > 128 || has_nul(&request.job_id) {
         return Err(JobError::Invalid(
-            "job_id must be 1 to 128 characters".into(),
+            "job_id must be 1 to 128 characters, none of them NUL".into(),
         ));
     }
     if request.subject_id <= 0 {
@@ -83,9 +86,9 @@ pub fn validate(request: &JobRequested) -> Result<(), JobError> {
         )));
     }
     if let Some(key) = &request.idempotency_key {
-        if key.is_empty() || key.len() > 200 {
+        if key.is_empty() || key.len() > 200 || has_nul(key) {
             return Err(JobError::Invalid(
-                "idempotency_key must be 1 to 200 characters".into(),
+                "idempotency_key must be 1 to 200 characters, none of them NUL".into(),
             ));
         }
     }
