@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
-# The interop tests publish with Python's confluent-kafka from this pinned venv.
+# The interop and API tests use this pinned venv (confluent-kafka, schemathesis).
 bash scripts/python-env.sh >/dev/null
 # Topics of earlier runs (random hex ids) go first: one run at a time per broker.
 bash scripts/kafka.sh sweep
