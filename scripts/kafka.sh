@@ -13,7 +13,10 @@
 # data, pid and the broker's log (server.log) in $SCOUTSTREAM_KAFKA_STATE_DIR (default
 # /tmp/scoutstream-services/kafka). A test that kills the broker starts a private one
 # with its own state dir and ports (SCOUTSTREAM_KAFKA_PORT, _CONTROLLER_PORT, _HEAP),
-# tied to its own lifetime by SCOUTSTREAM_KAFKA_OWNER_PID.
+# tied to its own lifetime by SCOUTSTREAM_KAFKA_OWNER_PID. A test of security settings
+# adds listeners with SCOUTSTREAM_KAFKA_EXTRA_PROPERTIES (a file appended to
+# server.properties; later keys win) and SCRAM users with SCOUTSTREAM_KAFKA_ADD_SCRAM
+# (one `SCRAM-SHA-512=[name=…,password=…]` per line, stored when the node is formatted).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,10 +87,13 @@ format_once() {
   fi
   rm -rf "$DATA_DIR"
   mkdir -p "$DATA_DIR"
-  local cluster_id
+  local cluster_id scram=() user
   cluster_id="$(tool kafka.tools.StorageTool random-uuid)"
-  tool kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" >/dev/null ||
-    die "formatting $DATA_DIR failed"
+  while IFS= read -r user; do
+    [ -n "$user" ] && scram+=(--add-scram "$user")
+  done <<<"${SCOUTSTREAM_KAFKA_ADD_SCRAM:-}"
+  tool kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" \
+    "${scram[@]}" >/dev/null || die "formatting $DATA_DIR failed"
   echo "$boot_id" >"$STATE_DIR/boot_id"
   say "formatted $DATA_DIR (cluster $cluster_id)"
 }
@@ -141,6 +147,9 @@ start() {
   mkdir -p "$STATE_DIR"
   sed -e "s:@DATA_DIR@:$DATA_DIR:" -e "s/@PORT@/$PORT/g" -e "s/@CONTROLLER_PORT@/$CONTROLLER_PORT/g" \
     "$HERE/kafka/server.properties" >"$STATE_DIR/server.properties"
+  if [ -n "${SCOUTSTREAM_KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    cat "$SCOUTSTREAM_KAFKA_EXTRA_PROPERTIES" >>"$STATE_DIR/server.properties"
+  fi
   sed "s:@LOG_FILE@:$LOG_FILE:" "$HERE/kafka/log4j2.properties" >"$STATE_DIR/log4j2.properties"
   format_once
   local started

@@ -6,7 +6,9 @@
 #   - Apache Kafka (Maven Central, KRaft, one node) on 127.0.0.1:9092, see scripts/kafka.sh;
 #   - Apicurio Registry (Maven Central, in-memory storage, Java 21+) with its Confluent-compatible
 #     API at http://127.0.0.1:8081/apis/ccompat/v7, see scripts/registry.sh;
-#   - Prometheus and promtool (Debian), installed only: the dashboard test starts its own.
+#   - Prometheus and promtool (Debian), installed only: the dashboard test starts its own;
+#   - OpenSSL's headers and pkg-config (Debian), which librdkafka's TLS and SASL build needs.
+# `scripts/services.sh packages` installs the packages only (the build needs them first).
 # Exits non-zero with a message naming what could not be installed or started.
 set -euo pipefail
 
@@ -36,6 +38,7 @@ install_debian_packages() {
   { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
   command -v mvn >/dev/null || missing+=(maven)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  { command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(libssl-dev pkg-config)
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing from Debian: ${missing[*]} (a minute or two, once per machine)"
   # RUNLEVEL=1 and policy-rc.d: packages must not start their own services; this script does.
@@ -113,6 +116,7 @@ start_postgres() {
 
 started=$(date +%s)
 install_debian_packages
+[ "${1:-}" = packages ] && exit 0
 start_postgres
 start_redis
 bash "$HERE/kafka.sh" start

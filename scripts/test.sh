@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh
 # The interop and API tests use this pinned venv (confluent-kafka, schemathesis).
 bash scripts/python-env.sh >/dev/null
+# Licences, banned crates and sources of the dependency tree (deny.toml).
+bash scripts/supply-chain.sh
 # Topics of earlier runs (random hex ids) go first: one run at a time per broker.
 bash scripts/kafka.sh sweep
 

@@ -32,19 +32,45 @@ pub struct AppConfig {
     pub jobs: consumers::jobs::JobsConfig,
     /// A Confluent-compatible schema registry; off while `url` is empty.
     pub schema_registry: schemas::registry::RegistryConfig,
+    /// Trust and client certificate of every `rediss://` URL (bus, cache, limiter).
+    pub redis_tls: pipeline::redis_tls::RedisTls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSection {
     /// `postgres://…` for deployments, `sqlite://…` for the embedded default.
+    /// TLS is set in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.pem`.
     pub url: String,
+    /// Where `scoutstream migrate` connects: a role that owns the schema, so
+    /// the one in `url` needs no rights to change it. Empty: `url`.
+    pub migrate_url: String,
+    /// Whether `run` brings the schema up to date at start. Turn it off when
+    /// `url`'s role may not change the schema (`scoutstream migrate` does it).
+    pub migrate_on_start: bool,
+    /// PostgreSQL role `scoutstream migrate` grants what the groups need:
+    /// reading and writing rows, nothing else. Empty: no grants.
+    pub app_role: String,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
         Self {
             url: "sqlite://scoutstream.db?mode=rwc".into(),
+            migrate_url: String::new(),
+            migrate_on_start: true,
+            app_role: String::new(),
+        }
+    }
+}
+
+impl DatabaseSection {
+    /// The URL migrations run with.
+    pub fn migrations_url(&self) -> &str {
+        if self.migrate_url.is_empty() {
+            &self.url
+        } else {
+            &self.migrate_url
         }
     }
 }
@@ -112,23 +138,31 @@ impl AppConfig {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let config: AppConfig = pipeline::config::load(path, std::env::vars())?;
         config.validate()?;
-        Ok(config)
+        Ok(config.with_shared_sections())
+    }
+
+    /// Hands the process-wide sections to the parts that use them.
+    fn with_shared_sections(mut self) -> Self {
+        self.bus.redis.tls = self.redis_tls.clone();
+        self.cache.redis_tls = self.redis_tls.clone();
+        self.jobs.redis_tls = self.redis_tls.clone();
+        self
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bus.validate()?;
         self.runner.validate()?;
-        let url = &self.database.url;
-        if !(url.starts_with("postgres://")
-            || url.starts_with("postgresql://")
-            || url.starts_with("sqlite:"))
-        {
-            let shown = pipeline::config::redact_url(url);
+        database_url("database.url", &self.database.url)?;
+        if !self.database.migrate_url.is_empty() {
+            database_url("database.migrate_url", &self.database.migrate_url)?;
+        }
+        if !is_sql_identifier(&self.database.app_role) {
             return Err(ConfigError::invalid(
-                "database.url",
-                format!("`{shown}` is neither postgres:// nor sqlite:"),
+                "database.app_role",
+                "a role name is lower-case letters, digits and `_`, not starting with a digit",
             ));
         }
+        self.redis_tls.validate("redis_tls")?;
         self.cache
             .validate()
             .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
@@ -171,6 +205,32 @@ impl AppConfig {
 
     pub fn group_id(&self, group: GroupName) -> String {
         format!("{}-{}", self.groups.id_prefix, group.as_str())
+    }
+}
+
+fn database_url(field: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.starts_with("sqlite:")
+    {
+        return Ok(());
+    }
+    let shown = pipeline::config::redact_url(url);
+    Err(ConfigError::invalid(
+        field,
+        format!("`{shown}` is neither postgres:// nor sqlite:"),
+    ))
+}
+
+/// Empty, or a name that needs no quoting in SQL (it is spliced into GRANTs).
+fn is_sql_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => true,
+        Some(first) => {
+            (first.is_ascii_lowercase() || first == '_')
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        }
     }
 }
 

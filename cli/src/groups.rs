@@ -34,7 +34,13 @@ impl Resources {
     pub async fn store(&self, config: &AppConfig) -> anyhow::Result<Store> {
         let store = self
             .store
-            .get_or_try_init(|| Store::connect(&config.database.url))
+            .get_or_try_init(|| async {
+                if config.database.migrate_on_start {
+                    Store::connect(&config.database.url).await
+                } else {
+                    Store::open(&config.database.url).await
+                }
+            })
             .await
             .context("opening the database")?;
         Ok(store.clone())

@@ -105,7 +105,9 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
-    /// Create or upgrade the database schema (the groups also do it at start).
+    /// Create or upgrade the database schema as `database.migrate_url`'s role, and
+    /// grant `database.app_role` the rights the groups need (the groups also
+    /// migrate at start unless `database.migrate_on_start` is off).
     Migrate {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -377,8 +379,14 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let config = AppConfig::load(config.as_deref())?;
-            let store = consumers::persist::Store::connect(&config.database.url).await?;
+            let store =
+                consumers::persist::Store::connect(config.database.migrations_url()).await?;
             println!("schema of the {} database is up to date", store.backend());
+            let role = &config.database.app_role;
+            if !role.is_empty() {
+                store.grant_rows_to(role).await?;
+                println!("role {role} may read and write rows, and change nothing else");
+            }
             store.close().await;
         }
         Command::Lag { config } => {

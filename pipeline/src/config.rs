@@ -121,6 +121,9 @@ pub struct RedisSection {
     pub max_len: usize,
     pub session_timeout_secs: u64,
     pub claim_idle_secs: u64,
+    /// From the process-wide `[redis_tls]` section, not from `[bus.redis]`.
+    #[serde(skip)]
+    pub tls: crate::redis_tls::RedisTls,
 }
 
 impl Default for RedisSection {
@@ -132,6 +135,7 @@ impl Default for RedisSection {
             max_len: defaults.max_len,
             session_timeout_secs: defaults.session_timeout.as_secs(),
             claim_idle_secs: defaults.claim_idle.as_secs(),
+            tls: defaults.tls,
         }
     }
 }
@@ -234,15 +238,18 @@ impl BusConfig {
     async fn connect_backend(&self) -> Result<Arc<dyn Bus>, BusError> {
         Ok(match self.backend {
             Backend::Memory => Arc::new(MemoryBus::new(self.partitions)),
-            Backend::Kafka => Arc::new(KafkaBus::new(KafkaConfig {
-                brokers: self.kafka.brokers.clone(),
-                replication_factor: self.kafka.replication_factor,
-                session_timeout: Duration::from_secs(self.kafka.session_timeout_secs),
-                group_protocol: self.kafka.group_protocol,
-                max_prefetch_kbytes: self.kafka.max_prefetch_kbytes,
-                enable_idempotence: self.kafka.enable_idempotence,
-                client_overrides: self.kafka.client.clone(),
-            })?),
+            Backend::Kafka => Arc::new(
+                kafka_bus(KafkaConfig {
+                    brokers: self.kafka.brokers.clone(),
+                    replication_factor: self.kafka.replication_factor,
+                    session_timeout: Duration::from_secs(self.kafka.session_timeout_secs),
+                    group_protocol: self.kafka.group_protocol,
+                    max_prefetch_kbytes: self.kafka.max_prefetch_kbytes,
+                    enable_idempotence: self.kafka.enable_idempotence,
+                    client_overrides: self.kafka.client.clone(),
+                })
+                .await?,
+            ),
             Backend::RedisStreams => Arc::new(
                 RedisStreamsBus::connect(RedisStreamsConfig {
                     url: self.redis.url.clone(),
@@ -251,11 +258,19 @@ impl BusConfig {
                     max_len: self.redis.max_len,
                     session_timeout: Duration::from_secs(self.redis.session_timeout_secs),
                     claim_idle: Duration::from_secs(self.redis.claim_idle_secs),
+                    tls: self.redis.tls.clone(),
                 })
                 .await?,
             ),
         })
     }
+}
+
+/// A Kafka bus whose brokers accepted this client's credentials.
+async fn kafka_bus(config: KafkaConfig) -> Result<KafkaBus, BusError> {
+    let bus = KafkaBus::new(config)?;
+    bus.check_access().await?;
+    Ok(bus)
 }
 
 /// librdkafka takes every property as text; accept `linger.ms = 5` as well as `"5"`.

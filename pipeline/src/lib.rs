@@ -11,6 +11,7 @@
 //!   and its metric.
 //! - [`schema_registry`]: [`schema_registry::ResolveSchemas`], which fetches
 //!   unknown writer schemas from the registry before a handler decodes.
+//! - [`redis_tls`]: trust and client certificates of `rediss://` connections.
 //! - [`observe`]: Prometheus metrics (names, recorder), consumer-lag gauges, and the
 //!   `/metrics`, `/healthz` and `/readyz` endpoints.
 
@@ -19,5 +20,6 @@ pub mod bus;
 pub mod config;
 pub mod internal_events;
 pub mod observe;
+pub mod redis_tls;
 pub mod runner;
 pub mod schema_registry;

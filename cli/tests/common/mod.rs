@@ -2,6 +2,8 @@
 //! groups, database and cache keys) driven through the real `scoutstream` binary.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod tls;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 

@@ -33,6 +33,9 @@ pub struct CacheConfig {
     /// Longest one Redis operation (connecting included) may take before the
     /// cache gives up on it, so a dead or hung Redis cannot stall the pipeline.
     pub redis_timeout_ms: u64,
+    /// From the process-wide `[redis_tls]` section, not from `[cache]`.
+    #[serde(skip)]
+    pub redis_tls: pipeline::redis_tls::RedisTls,
 }
 
 impl Default for CacheConfig {
@@ -48,6 +51,7 @@ impl Default for CacheConfig {
             fallback_ttl_cap_secs: 10 * 60,
             redis_retry_interval_ms: 5_000,
             redis_timeout_ms: 500,
+            redis_tls: pipeline::redis_tls::RedisTls::default(),
         }
     }
 }

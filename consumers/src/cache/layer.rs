@@ -121,7 +121,7 @@ impl Cache {
     /// error: the cache starts on its fallback. Only a bad configuration is.
     pub async fn connect(config: CacheConfig) -> Result<Self, CacheError> {
         config.validate()?;
-        let client = redis::Client::open(config.redis_url.as_str())
+        let client = pipeline::redis_tls::client(&config.redis_url, &config.redis_tls)
             .map_err(|source| CacheError::InvalidUrl { source })?;
         let inner = Inner {
             redis: RedisStore::new(client, &config.key_prefix, config.redis_timeout()),

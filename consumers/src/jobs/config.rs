@@ -124,6 +124,9 @@ pub struct JobsConfig {
     /// workers may be on their fallback too, so never the whole limit.
     pub rate_limit_fallback_fraction: f64,
     pub redis_url: String,
+    /// From the process-wide `[redis_tls]` section, not from `[jobs]`.
+    #[serde(skip)]
+    pub redis_tls: pipeline::redis_tls::RedisTls,
     /// Put before the limiter's Redis keys.
     pub key_prefix: String,
     /// Longest one limiter call to Redis may take before the fallback serves.
@@ -217,6 +220,7 @@ impl Default for JobsConfig {
             rate_limits,
             rate_limit_fallback_fraction: 0.5,
             redis_url: crate::cache::DEFAULT_REDIS_URL.to_string(),
+            redis_tls: pipeline::redis_tls::RedisTls::default(),
             key_prefix: "scoutstream:jobs:".to_string(),
             redis_timeout_ms: 500,
             redis_retry_interval_ms: 5_000,

@@ -79,7 +79,7 @@ impl RateLimiter {
     /// Builds the limiter; Redis is reached lazily, so Redis being down is not
     /// an error (the fallback serves). Only a bad URL is.
     pub fn new(config: &JobsConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let client = pipeline::redis_tls::client(&config.redis_url, &config.redis_tls)?;
         let fraction = config.rate_limit_fallback_fraction.clamp(0.01, 1.0);
         Ok(Self {
             inner: Arc::new(Inner {

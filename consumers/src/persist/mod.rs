@@ -142,7 +142,19 @@ impl Store {
     /// Connects by URL scheme (`postgres://`, `postgresql://` or `sqlite:`)
     /// and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, PersistError> {
-        let store = match scheme(url) {
+        let store = Self::open(url).await?;
+        store.migrate().await?;
+        StoreOpened {
+            backend: store.backend(),
+        }
+        .emit();
+        Ok(store)
+    }
+
+    /// Connects without touching the schema: for a role that may only read
+    /// and write rows, once `scoutstream migrate` has run.
+    pub async fn open(url: &str) -> Result<Self, PersistError> {
+        Ok(match scheme(url) {
             "postgres" | "postgresql" => Store::Postgres(
                 PgPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
@@ -152,13 +164,38 @@ impl Store {
             ),
             "sqlite" => Store::Sqlite(open_sqlite(url).await?),
             other => return Err(PersistError::UnsupportedUrl(other.to_string())),
+        })
+    }
+
+    /// Lets `role` read and write the rows of every table (and use their
+    /// sequences), and nothing else: no DDL, no TRUNCATE, no ownership.
+    /// PostgreSQL only; `role` must be a plain identifier and must exist.
+    pub async fn grant_rows_to(&self, role: &str) -> Result<(), PersistError> {
+        let Store::Postgres(pool) = self else {
+            return Err(PersistError::UnsupportedUrl(
+                "sqlite (roles are a PostgreSQL feature)".into(),
+            ));
         };
-        store.migrate().await?;
-        StoreOpened {
-            backend: store.backend(),
+        let statements = [
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            ),
+            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+            // Applied migrations are the owner's to record.
+            format!("REVOKE INSERT, UPDATE, DELETE ON _sqlx_migrations FROM {role}"),
+        ];
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(PersistError::database("grant"))?;
+        for statement in &statements {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(PersistError::database("grant"))?;
         }
-        .emit();
-        Ok(store)
+        tx.commit().await.map_err(PersistError::database("grant"))
     }
 
     /// [`Store::connect`] to `$SCOUTSTREAM_DATABASE_URL`, or the default.

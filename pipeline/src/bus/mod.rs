@@ -89,6 +89,9 @@ pub enum BusError {
     Config(String),
     #[error("the subscription is closed")]
     Closed,
+    /// The server refused this client: credentials or certificates are wrong.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl BusError {
@@ -102,7 +105,10 @@ impl BusError {
             BusError::Redis(err) => {
                 err.is_io_error() || err.is_timeout() || err.is_connection_dropped()
             }
-            BusError::UnknownTopic(_) | BusError::Config(_) | BusError::Closed => false,
+            BusError::UnknownTopic(_)
+            | BusError::Config(_)
+            | BusError::Closed
+            | BusError::Refused(_) => false,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct RedisStreamsConfig {
     pub session_timeout: Duration,
     /// Pending entries idle this long are taken over by the partition's owner.
     pub claim_idle: Duration,
+    /// Trust and client certificate of a `rediss://` URL.
+    pub tls: crate::redis_tls::RedisTls,
 }
 
 impl Default for RedisStreamsConfig {
@@ -46,6 +48,7 @@ impl Default for RedisStreamsConfig {
             max_len: 1_000_000,
             session_timeout: Duration::from_secs(10),
             claim_idle: Duration::from_secs(30),
+            tls: crate::redis_tls::RedisTls::default(),
         }
     }
 }
@@ -64,7 +67,7 @@ const TIME_FIELD: &str = "t";
 
 impl RedisStreamsBus {
     pub async fn connect(config: RedisStreamsConfig) -> Result<Self, BusError> {
-        let client = Client::open(config.url.as_str())?;
+        let client = crate::redis_tls::client(&config.url, &config.tls)?;
         let manager = ConnectionManager::new(client.clone()).await?;
         Ok(Self {
             config: Arc::new(config),
