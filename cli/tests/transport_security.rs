@@ -121,9 +121,11 @@ fn error_of(result: redis::RedisResult<redis::Value>) -> String {
 async fn redis_serves_each_client_over_tls_with_only_its_acl_rights() {
     let ca = TestCa::new("scoutstream test CA");
     let redis = TlsRedis::start(&ca);
+    let identity = ca.client("scoutstream-cache");
     let tls = RedisTls {
         ca: ca.ca_pem(),
-        ..RedisTls::default()
+        cert: identity.cert_pem.clone(),
+        key: identity.key_pem.clone(),
     };
 
     let cache = Cache::connect(CacheConfig {
@@ -209,6 +211,22 @@ async fn redis_serves_each_client_over_tls_with_only_its_acl_rights() {
         .unwrap();
     let err = error_of(redis::cmd("PING").query_async(&mut default_user).await);
     assert!(err.contains("NOAUTH"), "the default user is off: {err}");
+
+    let without_certificate = RedisTls {
+        ca: ca.ca_pem(),
+        ..RedisTls::default()
+    };
+    let refused = pipeline::redis_tls::client(
+        &redis.url("scoutstream-cache", "127.0.0.1"),
+        &without_certificate,
+    )
+    .unwrap()
+    .get_multiplexed_async_connection()
+    .await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate is refused"
+    );
 
     let other_host = redis.url("scoutstream-cache", "localhost");
     let err = pipeline::redis_tls::client(&other_host, &tls)
@@ -345,6 +363,7 @@ impl SecureConfig {
             path.display().to_string()
         };
         let ca_path = ca.ca_path();
+        let identity = ca.client("scoutstream");
         let config = format!(
             r#"
 [bus]
@@ -369,6 +388,8 @@ redis_url_file = "{cache_url}"
 redis_url_file = "{jobs_url}"
 [redis_tls]
 ca_file = "{ca}"
+cert_file = "{client_cert}"
+key_file = "{client_key}"
 "#,
             sasl_port = kafka.sasl_port,
             kafka_password = secret("kafka-password", kafka_password),
@@ -380,6 +401,8 @@ ca_file = "{ca}"
             ),
             cache_url = secret("cache-url", &redis.url("scoutstream-cache", "127.0.0.1")),
             jobs_url = secret("jobs-url", &redis.url("scoutstream-jobs", "127.0.0.1")),
+            client_cert = identity.cert.display(),
+            client_key = identity.key.display(),
         );
         std::fs::write(dir.path().join("scoutstream.toml"), config).unwrap();
         Self { dir }
@@ -467,9 +490,11 @@ async fn a_deployment_runs_end_to_end_over_tls_everywhere() {
     wait_for_count(&pool, "SELECT count(*) FROM matches", 202).await;
     check_fixture_rows(&pool).await;
 
+    let identity = ca.client("test-reader");
     let tls = RedisTls {
         ca: ca.ca_pem(),
-        ..RedisTls::default()
+        cert: identity.cert_pem.clone(),
+        key: identity.key_pem.clone(),
     };
     let client =
         pipeline::redis_tls::client(&redis.url("scoutstream-cache", "127.0.0.1"), &tls).unwrap();

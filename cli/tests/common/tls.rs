@@ -252,8 +252,9 @@ impl Drop for SecureKafka {
 
 // ---------------------------------------------------------------- Redis
 
-/// A redis-server that speaks only TLS and knows only the users of
-/// `deploy/redis/users.conf`, each with the password [`TlsRedis::password`].
+/// A redis-server that speaks only TLS, wants a client certificate from the
+/// test's CA, and knows only the users of `deploy/redis/users.conf`, each with
+/// the password [`TlsRedis::password`].
 pub struct TlsRedis {
     pub port: u16,
     child: Child,
@@ -273,7 +274,7 @@ impl TlsRedis {
             format!(
                 "port 0\ntls-port {port}\nbind 127.0.0.1 ::1\n\
                  tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
-                 tls-auth-clients optional\nsave \"\"\nappendonly no\n\
+                 tls-auth-clients yes\nsave \"\"\nappendonly no\n\
                  include {}\n",
                 server.cert.display(),
                 server.key.display(),
