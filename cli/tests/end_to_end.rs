@@ -253,6 +253,17 @@ async fn redis_cache_stopped_mid_run_loses_nothing() {
     let run = deployment.start("cache,persist");
     let pool = deployment.pool().await;
     wait_for_at_least(&pool, "SELECT count(*) FROM player_matches", 2000).await;
+    // The cache was writing to this Redis, not starting on its fallback.
+    let match_keys = format!("{}match:", deployment.cache_prefix);
+    let deadline = std::time::Instant::now() + WAIT;
+    while redis.count_keys(&match_keys) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cached_before_kill = redis.count_keys(&match_keys);
+    assert!(
+        cached_before_kill > 0,
+        "the cache wrote matches to its Redis before the kill"
+    );
     redis.kill(); // the cache's Redis goes away mid-run
     wait_for_count(&pool, "SELECT count(*) FROM matches", 1502).await;
     wait_for_count(&pool, "SELECT count(*) FROM player_matches", 15_020).await;
@@ -262,6 +273,7 @@ async fn redis_cache_stopped_mid_run_loses_nothing() {
         stderr.contains("cache falls back to in-process memory"),
         "the fallback is logged: {stderr}"
     );
+
     assert!(
         stdout.contains("group cache: handled 1505, dead-lettered 0"),
         "{stdout}"

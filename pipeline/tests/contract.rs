@@ -88,7 +88,8 @@ fn all(count: usize) -> BTreeSet<usize> {
     (0..count).collect()
 }
 
-/// Reads everything a group can get within `quiet` of silence.
+/// Reads everything a group can get within `quiet` of silence, counted from
+/// when the member owns partitions: a slow join must not pass for "nothing left".
 async fn drain(topic: &Topic, group: &str, topic_name: &str, quiet: Duration) -> Vec<Delivery> {
     let mut subscription = topic
         .bus
@@ -96,9 +97,10 @@ async fn drain(topic: &Topic, group: &str, topic_name: &str, quiet: Duration) ->
         .await
         .unwrap();
     let mut out = Vec::new();
+    let mut joined = false;
     let mut idle_since = tokio::time::Instant::now();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while idle_since.elapsed() < quiet && tokio::time::Instant::now() < deadline {
+    while (!joined || idle_since.elapsed() < quiet) && tokio::time::Instant::now() < deadline {
         let batch = subscription
             .poll(100, Duration::from_millis(200))
             .await
@@ -108,7 +110,12 @@ async fn drain(topic: &Topic, group: &str, topic_name: &str, quiet: Duration) ->
             subscription.ack(&batch).await.unwrap();
             out.extend(batch);
         }
+        if !joined && !subscription.assignment().is_empty() {
+            joined = true;
+            idle_since = tokio::time::Instant::now();
+        }
     }
+    assert!(joined, "the drain never joined the group {group}");
     subscription.close().await.unwrap();
     out
 }

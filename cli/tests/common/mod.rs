@@ -378,8 +378,34 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        std::thread::sleep(Duration::from_millis(300));
-        Self { port, child }
+        let redis = Self { port, child };
+        // Ready when it answers, not after a guess.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while redis.ping().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on {port} never answered"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn ping(&self) -> redis::RedisResult<String> {
+        let client = redis::Client::open(self.url())?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(1))?;
+        redis::cmd("PING").query(&mut connection)
+    }
+
+    /// Keys under `prefix` this server holds now.
+    pub fn count_keys(&self, prefix: &str) -> usize {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query(&mut connection)
+            .unwrap();
+        keys.len()
     }
 
     pub fn url(&self) -> String {
