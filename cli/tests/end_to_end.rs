@@ -199,30 +199,65 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
     deployment.drop_database().await;
 }
 
+/// The persist group's lag once it is below `previous` (a commit moved on),
+/// or after 15 s without that.
+async fn lag_after_a_commit(deployment: &Deployment, previous: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let lag = persist_lag(deployment, &deployment.group_prefix).await;
+        if lag < previous || tokio::time::Instant::now() > deadline {
+            return lag;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Kills persist twice mid-run. Rows are counted (nothing lost, the upsert
+/// leaves no duplicate row), and so is redelivery: the group's commits must
+/// move on before each kill, and the match writes applied again (the upsert's
+/// updates, `n_tup_upd`) must not exceed what each dead process had written
+/// beyond its last commit.
 async fn killed_persist_loses_and_duplicates_nothing(backend: &'static str) {
+    const MATCHES: i64 = 3000;
     let deployment = Deployment::new(backend).await;
-    deployment.produce(&[], 3000, 11);
+    deployment.produce(&[], MATCHES as usize, 11);
     let pool = deployment.pool().await;
-    for _ in 0..2 {
+    let mut uncommitted_at_kills = 0;
+    let mut lag = MATCHES as u64;
+    for kill in 0..2 {
         let mut run = deployment.start("persist");
+        // Persist is fast: an earlier life may have written every row already
+        // (committing only part of them), and this one then rewrites them.
         let before = count(&pool, "SELECT count(*) FROM player_matches").await;
+        let target = (before + 4000).min(MATCHES * 10);
         let deadline = tokio::time::Instant::now() + WAIT;
-        while count(&pool, "SELECT count(*) FROM player_matches").await < before + 4000
+        while count(&pool, "SELECT count(*) FROM player_matches").await < target
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Progress is what the group commits: it must move on in every life.
+        let committed_lag = lag_after_a_commit(&deployment, lag).await;
+        assert!(
+            committed_lag < lag,
+            "the group committed nothing new before kill {kill}: lag {committed_lag} after {lag}"
+        );
+        lag = committed_lag;
         run.kill().unwrap(); // SIGKILL mid-run
         run.wait().unwrap();
+        // Written by now, minus what was committed when the lag was read.
+        let written = count(&pool, "SELECT count(*) FROM matches").await;
+        uncommitted_at_kills += written - (MATCHES - lag as i64);
+        eprintln!("{backend}: kill {kill} with {written} matches written, lag {lag}");
     }
     let run = deployment.start("persist");
-    wait_for_count(&pool, "SELECT count(*) FROM matches", 3000).await;
-    wait_for_count(&pool, "SELECT count(*) FROM player_matches", 30_000).await;
+    wait_for_count(&pool, "SELECT count(*) FROM matches", MATCHES).await;
+    wait_for_count(&pool, "SELECT count(*) FROM player_matches", MATCHES * 10).await;
     wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
     stop(run);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM player_matches").await,
-        30_000,
+        MATCHES * 10,
         "nothing duplicated"
     );
     let (games, known) = hero_pool_games_and_known_rows(&pool).await;
@@ -230,8 +265,38 @@ async fn killed_persist_loses_and_duplicates_nothing(backend: &'static str) {
         games, known,
         "hero pools count each known player's game exactly once"
     );
-    pool.close().await;
+    let reapplied = updates_of_matches(pool).await;
+    eprintln!(
+        "{backend}: {reapplied} match writes applied again after the kills, at most {uncommitted_at_kills} were written and uncommitted"
+    );
+    assert!(
+        reapplied <= uncommitted_at_kills,
+        "{reapplied} redelivered match writes, more than the {uncommitted_at_kills} written beyond the commits"
+    );
     deployment.drop_database().await;
+}
+
+/// `n_tup_upd` of `matches`, once every other session of the database has
+/// ended: a backend flushes its statistics as it exits.
+async fn updates_of_matches(pool: sqlx::PgPool) -> i64 {
+    let sessions = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut conn = pool.acquire().await.unwrap().detach();
+    pool.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>(sessions)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query_scalar("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'matches'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
