@@ -341,6 +341,7 @@ impl Bus for RedisStreamsBus {
             claim_cursors: HashMap::new(),
             last_heartbeat: None,
             last_claim: None,
+            claim_more: false,
             created_groups: HashSet::new(),
         };
         subscription.heartbeat_and_rebalance().await?;
@@ -389,6 +390,10 @@ pub struct RedisStreamsSubscription {
     claim_cursors: HashMap<(String, i32), String>,
     last_heartbeat: Option<Instant>,
     last_claim: Option<Instant>,
+    /// The last claim took entries and a scan is not through its stream yet:
+    /// claim again at once, or a backlog of abandoned entries would come back
+    /// one batch per interval (10,000 entries: minutes).
+    claim_more: bool,
     created_groups: HashSet<(String, i32)>,
 }
 
@@ -452,7 +457,7 @@ impl RedisStreamsSubscription {
 
     fn claim_due(&self) -> bool {
         let interval = (self.bus.config.claim_idle / 2).max(Duration::from_millis(100));
-        self.last_claim.is_none_or(|at| at.elapsed() >= interval)
+        self.claim_more || self.last_claim.is_none_or(|at| at.elapsed() >= interval)
     }
 
     /// Takes over entries that other (dead or stuck) members left pending.
@@ -460,6 +465,7 @@ impl RedisStreamsSubscription {
         self.last_claim = Some(Instant::now());
         let idle_ms = self.bus.config.claim_idle.as_millis() as u64;
         let mut out = Vec::new();
+        let mut more = false;
         for tp in self.owned.clone() {
             if out.len() >= max {
                 break;
@@ -480,13 +486,17 @@ impl RedisStreamsSubscription {
                 .arg(max - out.len())
                 .query_async(&mut self.conn)
                 .await?;
+            let scan_unfinished = reply.next_stream_id != "0-0";
             self.claim_cursors
                 .insert(tp.clone(), reply.next_stream_id.clone());
+            more |= scan_unfinished && !reply.claimed.is_empty();
             if !reply.claimed.is_empty() {
                 tracing::warn!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed entries abandoned by another member");
             }
             out.extend(to_deliveries(&tp, &reply.claimed));
         }
+        // A full batch may have stopped short of streams still to scan, too.
+        self.claim_more = more || out.len() >= max;
         Ok(out)
     }
 
