@@ -83,7 +83,10 @@ async fn a_dead_members_pending_entries_come_back_in_time_and_trimmed_ones_do_no
     let died = Instant::now();
     assert_eq!(pending(&prefix, &group, &topic).await, PENDING as u64);
     let limit = config.claim_idle + Duration::from_secs(5);
-    let mut survivor = bus.subscribe(&group, &[topic.clone()]).await.unwrap();
+    let mut survivor = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     let mut reclaimed = BTreeSet::new();
     while reclaimed.len() < PENDING && died.elapsed() < limit + Duration::from_secs(30) {
         let batch = survivor
