@@ -28,6 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+mod access;
 mod batch;
 
 use batch::{BatchBuilder, TopicNames};
@@ -131,7 +132,7 @@ impl KafkaBus {
     pub async fn check_access(&self) -> Result<(), BusError> {
         let client = self.base_config();
         let brokers = self.config.brokers.clone();
-        tokio::task::spawn_blocking(move || probe_access(client, &brokers))
+        tokio::task::spawn_blocking(move || access::probe(client, &brokers))
             .await
             .map_err(|e| BusError::Config(format!("access check failed: {e}")))?
     }
@@ -268,70 +269,6 @@ impl Publisher for KafkaBus {
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long [`KafkaBus::check_access`] waits for an answer or a refusal.
-const ACCESS_CHECK_TIME: Duration = Duration::from_secs(10);
-
-/// Keeps the first authentication or TLS failure librdkafka reports.
-#[derive(Default)]
-struct RefusalWatch {
-    refusal: std::sync::Mutex<Option<String>>,
-}
-
-impl ClientContext for RefusalWatch {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if is_refusal(&error, reason) {
-            let mut refusal = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
-            refusal.get_or_insert_with(|| reason.to_string());
-        } else {
-            tracing::debug!(%error, reason, "kafka client error during the access check");
-        }
-    }
-}
-
-impl ConsumerContext for RefusalWatch {}
-
-fn is_refusal(error: &KafkaError, reason: &str) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::Authentication
-                | RDKafkaErrorCode::SSL
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-        )
-    ) || reason.contains("SSL handshake failed")
-        // e.g. the broker's alert when it wants a client certificate.
-        || reason.contains("SSL routines")
-        || reason.contains("SASL authentication error")
-}
-
-fn probe_access(client: ClientConfig, brokers: &str) -> Result<(), BusError> {
-    let consumer: BaseConsumer<RefusalWatch> =
-        client.create_with_context(RefusalWatch::default())?;
-    let deadline = std::time::Instant::now() + ACCESS_CHECK_TIME;
-    while std::time::Instant::now() < deadline {
-        let answered = consumer
-            .fetch_metadata(None, Duration::from_millis(500))
-            .is_ok();
-        // Serves the error callbacks.
-        let _ = consumer.poll(Duration::from_millis(100));
-        let watch = consumer.context();
-        if let Some(reason) = watch
-            .refusal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            return Err(BusError::Refused(format!(
-                "kafka at {brokers} refused this client: {reason}"
-            )));
-        }
-        if answered {
-            return Ok(());
-        }
-    }
-    tracing::warn!(brokers, "no kafka broker answered yet; clients keep trying");
-    Ok(())
-}
 
 /// Lag per partition: high watermark minus the group's committed offset (the low
 /// watermark when it has none), and the age of the record at the committed offset.
