@@ -200,9 +200,10 @@ async fn kafka_redis_postgres_end_to_end_with_replays() {
 }
 
 /// The persist group's lag once it is below `previous` (a commit moved on),
-/// or after 15 s without that.
+/// or after 30 s without that (a dead member holds its partitions for its
+/// 6 s session timeout first).
 async fn lag_after_a_commit(deployment: &Deployment, previous: u64) -> u64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let lag = persist_lag(deployment, &deployment.group_prefix).await;
         if lag < previous || tokio::time::Instant::now() > deadline {
