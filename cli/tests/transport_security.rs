@@ -281,12 +281,7 @@ async fn postgres_is_verified_and_the_groups_role_only_reads_and_writes_rows() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "migrate: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(output, "migrate");
     assert!(
         stdout.contains("role scoutstream_app may read and write rows"),
         "{stdout}"

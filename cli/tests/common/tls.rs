@@ -457,23 +457,22 @@ impl TlsPostgres {
         );
     }
 
-    /// PostgreSQL refuses to run as root: as root, run its tools as `postgres`.
-    fn as_postgres(&self, tool: &str, args: &[&str]) {
+    /// PostgreSQL refuses to run as root: as root, its tools run as `postgres`.
+    fn tool(&self, tool: &str) -> Command {
         let tool = self.bin.join(tool);
-        let output = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&tool)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&tool).args(args).output()
+        if !is_root() {
+            return Command::new(tool);
         }
-        .unwrap();
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(tool);
+        command
+    }
+
+    fn as_postgres(&self, tool: &str, args: &[&str]) {
+        let output = self.tool(tool).args(args).output().unwrap();
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}",
-            tool.display(),
+            "{tool} {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -483,17 +482,10 @@ impl TlsPostgres {
 impl Drop for TlsPostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let tool = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&tool)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&tool).args(args).output()
-        };
+        let _ = self
+            .tool("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "stop"])
+            .output();
     }
 }
 
