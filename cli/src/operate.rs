@@ -67,8 +67,14 @@ async fn read_group(
     ack: bool,
 ) -> anyhow::Result<Vec<Letter>> {
     let mut subscription = bus.subscribe(group, &[topic.to_string()]).await?;
-    let letters = read_until_quiet(subscription.as_mut(), ack).await?;
+    let mut letters = read_until_quiet(subscription.as_mut(), ack).await?;
     subscription.close().await?;
+    // Partitions arrive in any order: number the letters the same way in every
+    // command, so `dlq inspect N` shows the N of `dlq list`.
+    letters.sort_by_key(|l| {
+        let d = &l.delivery;
+        (d.partition, d.offset(), d.timestamp_ms)
+    });
     Ok(letters)
 }
 
