@@ -3,7 +3,8 @@
 # Confluent's own clients, confluent-kafka with its AvroSerializer and SchemaRegistryClient,
 # pinned below, so the integration tests can check that records framed by a client that is
 # not ours read back through our pipeline; and schemathesis (its `st` beside that python),
-# which the API test runs against the jobs API's OpenAPI description.
+# which the API test runs against the jobs API's OpenAPI description; and psycopg2 and
+# redis-py for the peer baseline of `scoutstream bench --peer` (producers/peer/persist_peer.py).
 #
 #   scripts/python-env.sh      create the venv if needed; print the absolute path of its python
 #
@@ -15,7 +16,7 @@
 # $SCOUTSTREAM_LOG_DIR/python-interop-<N>-pip.log (default /tmp/scoutstream-services).
 set -euo pipefail
 
-VENV_REVISION=2
+VENV_REVISION=3
 CACHE_DIR="${SCOUTSTREAM_CACHE_DIR:-$HOME/.cache/scoutstream}"
 VENV="$CACHE_DIR/python-interop-$VENV_REVISION"
 MARKER="$VENV/.installed"
@@ -48,6 +49,8 @@ idna==3.20
 urllib3==2.8.0
 typing-extensions==4.16.0
 schemathesis==4.32.5
+psycopg2-binary==2.9.13
+redis==8.2.0
 click==8.5.1
 graphql-core==3.3.2
 harfile==0.6.0
@@ -111,7 +114,7 @@ if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --
 fi
 "$VENV/bin/python" -c 'import confluent_kafka, fastavro
 from confluent_kafka.schema_registry.avro import AvroSerializer
-import schemathesis' >>"$PIP_LOG" 2>&1 ||
+import schemathesis, psycopg2, redis' >>"$PIP_LOG" 2>&1 ||
   { tail -20 "$PIP_LOG" >&2; die "confluent_kafka or schemathesis does not import after installation (log: $PIP_LOG)"; }
 touch "$MARKER"
 ms=$(( ($(date +%s%N) - started_ns) / 1000000 ))

@@ -143,7 +143,10 @@ async fn handler_for(
         }
         GroupName::Persist => {
             let store = resources.store(config).await?;
-            (Arc::new(PersistHandler::new(store).with_codec(codec)), None)
+            (
+                Arc::new(PersistHandler::new(store, config.group_id(name)).with_codec(codec)),
+                None,
+            )
         }
         GroupName::Jobs => {
             let (store, cache) = (

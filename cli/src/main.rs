@@ -76,6 +76,18 @@ enum Command {
         /// Generated matches to push through.
         #[arg(long, default_value_t = 5000)]
         matches: usize,
+        /// Publish all matches first, then time the groups draining them
+        /// (replaying history) instead of publishing while they consume.
+        #[arg(long)]
+        backlog: bool,
+        /// Also run the peer baseline (the persist job as a Python script) on the
+        /// same events with this Python, e.g. "$(scripts/python-env.sh)".
+        #[arg(long, value_name = "PYTHON")]
+        peer: Option<PathBuf>,
+        /// Player rows of history (a tenth as many matches) PostgreSQL generates
+        /// before the run, naming the run's accounts: the cost on a full database.
+        #[arg(long, default_value_t = 0, value_name = "PLAYER_ROWS")]
+        prefill: u64,
         /// Where to write the SVG plot of throughput and lag over time.
         #[arg(long, default_value = "bench.svg")]
         plot: PathBuf,
@@ -277,10 +289,19 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
         Command::Bench {
             config,
             matches,
+            backlog,
+            peer,
+            prefill,
             plot,
         } => {
             let config = AppConfig::load(config.as_deref())?;
-            let report = scoutstream::bench::run(config, matches).await?;
+            let options = scoutstream::bench::BenchOptions {
+                matches,
+                backlog,
+                peer_python: peer,
+                prefill_player_rows: prefill,
+            };
+            let report = scoutstream::bench::run(config, options).await?;
             print!("{}", report.render());
             let title = format!(
                 "scoutstream bench: {matches} matches on {:?}",
@@ -307,11 +328,24 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                 ),
             )?;
             let bus = config.bus.connect().await?;
-            for moved in operate::replay(bus.as_ref(), &id, &topics_in, to).await? {
+            let moved = operate::replay(bus.as_ref(), &id, &topics_in, to).await?;
+            for moved in &moved {
                 println!(
                     "{id} {} partition {} -> {}",
                     moved.topic, moved.partition, moved.position
                 );
+            }
+            if group == GroupName::Persist {
+                // Persist skips what its database says it applied: move that too.
+                let store = consumers::persist::Store::open(&config.database.url).await?;
+                for moved in &moved {
+                    if let Some(applied) = operate::applied_before(moved) {
+                        store
+                            .set_position(&id, &moved.topic, moved.partition, applied)
+                            .await?;
+                    }
+                }
+                println!("{id} database positions moved with the bus positions");
             }
         }
         Command::Dlq { config, action } => {

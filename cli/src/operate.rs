@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use consumers::persist::Applied;
 use pipeline::bus::{Bus, Delivery, Record, ResetPosition, ResetTo};
 use schemas::{topics, Codec, DeadLetter, MatchCompleted, PlayerProfile};
 
@@ -45,6 +46,24 @@ pub async fn replay(
     bus.reset_group(group, topics_in, to)
         .await
         .with_context(|| format!("resetting group `{group}` (are its members stopped?)"))
+}
+
+/// What the persist group has applied once its bus position is `moved`:
+/// everything before it, so a replay applies the rest again. `None` for Redis
+/// Streams' `$` (the end of the stream): the stored position stays.
+pub fn applied_before(moved: &ResetPosition) -> Option<Applied> {
+    if let Ok(next_offset) = moved.position.parse::<i64>() {
+        return Some(Applied {
+            hi: next_offset - 1,
+            lo: 0,
+        });
+    }
+    // A Redis Streams last-delivered id: entries after it come again.
+    let (ms, seq) = moved.position.split_once('-')?;
+    Some(Applied {
+        hi: ms.parse().ok()?,
+        lo: seq.parse::<u64>().ok()?.min(i64::MAX as u64) as i64,
+    })
 }
 
 /// A dead letter as read from the topic.
@@ -226,4 +245,41 @@ pub async fn replay_dead_letters(
     subscription.ack(&done).await?;
     subscription.close().await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(position: &str) -> ResetPosition {
+        ResetPosition {
+            topic: topics::MATCHES.into(),
+            partition: 0,
+            position: position.into(),
+        }
+    }
+
+    #[test]
+    fn a_replay_leaves_applied_only_what_is_before_the_new_bus_position() {
+        let applied = |position| applied_before(&moved(position));
+        // Kafka and in-memory: the next offset.
+        assert_eq!(applied("0"), Some(Applied { hi: -1, lo: 0 }));
+        assert_eq!(applied("42"), Some(Applied { hi: 41, lo: 0 }));
+        // Redis Streams: the last delivered id (a time reset uses seq u64::MAX).
+        assert_eq!(
+            applied("1700000000000-3"),
+            Some(Applied {
+                hi: 1_700_000_000_000,
+                lo: 3
+            })
+        );
+        assert_eq!(
+            applied("1699999999999-18446744073709551615"),
+            Some(Applied {
+                hi: 1_699_999_999_999,
+                lo: i64::MAX
+            })
+        );
+        assert_eq!(applied("$"), None);
+    }
 }

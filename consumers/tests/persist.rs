@@ -1156,7 +1156,7 @@ fn encode(event: &PersistEvent) -> (&'static str, Vec<u8>) {
 
 async fn handler_persists_slices_and_rejects_bad_deliveries(env: Env) {
     let store = env.store().await;
-    let handler = PersistHandler::new(store.clone());
+    let handler = PersistHandler::new(store.clone(), "persist-test");
     let events = all_fixtures();
     let mut deliveries: Vec<Delivery> = events
         .iter()
@@ -1229,7 +1229,7 @@ async fn handler_persists_slices_and_rejects_bad_deliveries(env: Env) {
 
 async fn handler_reports_an_unreachable_store_as_retriable(env: Env) {
     let store = env.store().await;
-    let handler = PersistHandler::new(store.clone());
+    let handler = PersistHandler::new(store.clone(), "persist-test");
     let deliveries: Vec<Delivery> = all_fixtures()
         .iter()
         .enumerate()

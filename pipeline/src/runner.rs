@@ -73,6 +73,14 @@ pub trait Handler: Send + Sync {
     /// Handles deliveries of one partition, in order, and returns one outcome per
     /// delivery. `Ok` promises the delivery's effects are durable.
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>>;
+
+    /// Whether a batch's first attempt may go to one [`Handler::handle`] call
+    /// holding every partition's deliveries (partition after partition, each in
+    /// order); retries stay per partition. Yes for a handler that writes a
+    /// batch in one transaction: one commit instead of one per partition.
+    fn takes_whole_batches(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -321,8 +329,9 @@ impl Runner {
         let events = batch.len();
         let slices = into_partition_slices(batch);
         self.received(&slices);
-        let outcomes: Vec<PartitionOutcome> = stream::iter(slices)
-            .map(|slice| self.process_partition(slice, shutdown))
+        let first_results = self.first_attempt_of_whole_batch(&slices).await;
+        let outcomes: Vec<PartitionOutcome> = stream::iter(slices.into_iter().zip(first_results))
+            .map(|(slice, first)| self.process_partition(slice, first, shutdown))
             .buffer_unordered(self.config.partition_concurrency.max(1))
             .collect()
             .await;
@@ -395,11 +404,32 @@ impl Runner {
         }
     }
 
+    /// With a handler that [takes whole batches](Handler::takes_whole_batches)
+    /// and more than one partition in `slices`: the outcomes of one call with
+    /// all of them, cut per slice. Otherwise no outcomes: each slice's first
+    /// attempt is its own call.
+    async fn first_attempt_of_whole_batch(
+        &self,
+        slices: &[Vec<Delivery>],
+    ) -> Vec<Option<Vec<Result<(), HandlerError>>>> {
+        if slices.len() < 2 || !self.handler.takes_whole_batches() {
+            return vec![None; slices.len()];
+        }
+        let mut results = self.handler.handle(&slices.concat()).await.into_iter();
+        slices
+            .iter()
+            // A short answer leaves the rest short: process_partition reports it.
+            .map(|slice| Some(results.by_ref().take(slice.len()).collect()))
+            .collect()
+    }
+
     /// Handles one partition's deliveries, retrying retriable failures with
-    /// backoff and dead-lettering the rest.
+    /// backoff and dead-lettering the rest. `first_results`, when given, are
+    /// the outcomes of the first attempt, already made.
     async fn process_partition(
         &self,
         slice: Vec<Delivery>,
+        mut first_results: Option<Vec<Result<(), HandlerError>>>,
         shutdown: &CancellationToken,
     ) -> PartitionOutcome {
         let first_seen_ms = now_ms();
@@ -413,7 +443,9 @@ impl Runner {
         };
         let mut pending: Vec<usize> = (0..slice.len()).collect();
         while !pending.is_empty() {
-            let results = if pending.len() == slice.len() {
+            let results = if let Some(results) = first_results.take() {
+                results
+            } else if pending.len() == slice.len() {
                 self.handler.handle(&slice).await
             } else {
                 let retried: Vec<Delivery> = pending.iter().map(|&i| slice[i].clone()).collect();

@@ -81,6 +81,10 @@ impl ResolveSchemas {
 
 #[async_trait]
 impl Handler for ResolveSchemas {
+    fn takes_whole_batches(&self) -> bool {
+        self.inner.takes_whole_batches()
+    }
+
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
         match self.resolve(deliveries).await {
             Ok(()) => self.inner.handle(deliveries).await,
@@ -103,12 +107,16 @@ mod tests {
     use super::*;
     use crate::bus::Position;
 
-    /// Counts the deliveries it is handed.
+    /// Counts the deliveries it is handed; takes whole batches when `.1` is set.
     #[derive(Default)]
-    struct Counting(AtomicUsize);
+    struct Counting(AtomicUsize, bool);
 
     #[async_trait]
     impl Handler for Counting {
+        fn takes_whole_batches(&self) -> bool {
+            self.1
+        }
+
         async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
             self.0.fetch_add(deliveries.len(), Ordering::SeqCst);
             deliveries.iter().map(|_| Ok(())).collect()
@@ -136,6 +144,15 @@ mod tests {
         let client = Arc::new(RegistryClient::new(&config).expect("valid config"));
         let resolver = Arc::new(SchemaResolver::new(client, Codec::default()));
         ResolveSchemas::new(inner, resolver, "test", shutdown)
+    }
+
+    #[tokio::test]
+    async fn passes_on_whether_its_handler_takes_whole_batches() {
+        for whole in [false, true] {
+            let inner = Arc::new(Counting(AtomicUsize::new(0), whole));
+            let handler = decorated(inner, CancellationToken::new());
+            assert_eq!(handler.takes_whole_batches(), whole);
+        }
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    bus, eventually, numbered_records, parse_number, unique, Backend, Recorder, PARTITIONS,
+    bus, eventually, numbered_records, parse_number, unique, Backend, Call, Recorder, PARTITIONS,
 };
 use pipeline::bus::{Bus, Delivery, Record, ResetTo};
 use pipeline::runner::{RunStats, Runner, RunnerConfig};
@@ -248,6 +248,70 @@ pub async fn survives_a_rebalance_mid_run(backend: Backend) {
     assert_eq!(union, all(500));
 }
 
+/// A handler that takes whole batches gets several partitions in one call,
+/// each in order, and its failures are retried partition by partition.
+pub async fn whole_batches_keep_order_and_retry_per_partition(backend: Backend) {
+    let topic = topic_with(backend, &numbered_records(400, 24)).await;
+    let recorder = Arc::new(Recorder {
+        whole_batches: true,
+        ..Recorder::default()
+    });
+    recorder.flaky.lock().unwrap().extend([(7, 1), (8, 2)]);
+    let group = unique("g");
+    let running = start(&topic, &group, recorder.clone(), config(&topic, &group)).await;
+    assert!(eventually(WAIT, || recorder.distinct().len() == 400).await);
+    let stats = stop(running).await;
+    assert_eq!(stats.retries, 3);
+    assert_eq!(stats.dead_lettered, 0);
+    let calls = recorder.calls.lock().unwrap().clone();
+    let partitions_of = |call: &[(i32, Option<usize>)]| -> BTreeSet<i32> {
+        call.iter().map(|(partition, _)| *partition).collect()
+    };
+    assert!(
+        calls.iter().any(|call| partitions_of(call).len() > 1),
+        "no call held more than one partition"
+    );
+    // Record 8 is tried three times: once with its batch, then twice alone or
+    // with the other failures of its partition, never with other partitions.
+    let with_8: Vec<&Call> = calls
+        .iter()
+        .filter(|call| call.iter().any(|(_, n)| *n == Some(8)))
+        .collect();
+    assert_eq!(with_8.len(), 3);
+    for retry in &with_8[1..] {
+        assert_eq!(
+            partitions_of(retry).len(),
+            1,
+            "a retry spanned partitions: {retry:?}"
+        );
+        assert!(
+            retry.iter().all(|(_, n)| matches!(n, Some(7 | 8))),
+            "{retry:?}"
+        );
+    }
+    let mut per_key: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for delivery in recorder.seen.lock().unwrap().iter() {
+        let (n, seq) = parse_number(&delivery.payload).unwrap();
+        // The retried records come back after their successors: skip them.
+        if n != 7 && n != 8 {
+            per_key
+                .entry(delivery.key.as_deref().unwrap().to_vec())
+                .or_default()
+                .push(seq);
+        }
+    }
+    for (key, seqs) in per_key {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            seqs,
+            sorted,
+            "key {:?} out of order",
+            String::from_utf8_lossy(&key)
+        );
+    }
+}
+
 pub async fn dead_letters_garbage_without_blocking(backend: Backend) {
     let mut records = numbered_records(60, 3);
     let garbage = [
@@ -470,6 +534,10 @@ macro_rules! contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn survives_a_rebalance_mid_run() {
                 super::survives_a_rebalance_mid_run($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_batches_keep_order_and_retry_per_partition() {
+                super::whole_batches_keep_order_and_retry_per_partition($backend).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn dead_letters_garbage_without_blocking() {

@@ -54,6 +54,12 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
         qb: QueryBuilder<'static, Self>,
     ) -> impl Future<Output = Result<Vec<CountedSlot>, sqlx::Error>> + Send + 'a;
 
+    /// Runs a query of `(topic, partition, applied_hi, applied_lo)` in `tx`.
+    fn fetch_positions<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        qb: QueryBuilder<'static, Self>,
+    ) -> impl Future<Output = Result<Vec<PositionColumns>, sqlx::Error>> + Send + 'a;
+
     /// Serialises writers of the same matches (a partition's old and new owner
     /// during a rebalance), so each reads the slots the other committed before
     /// it computes its hero-pool deltas. Writers of different matches never wait.
@@ -74,6 +80,7 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
 const MATCH_LOCK_CLASS: i32 = 0x6d74_6368;
 
 type SlotColumns = (i64, i32, i64, i32, bool, i64);
+pub(crate) type PositionColumns = (String, i32, i64, i64);
 
 fn counted_slot(
     (match_id, player_slot, account_id, hero_id, won, start_time): SlotColumns,
@@ -142,6 +149,16 @@ impl Backend for Postgres {
             .fetch_all(&mut **tx)
             .await?;
         Ok(rows.into_iter().map(counted_slot).collect())
+    }
+
+    async fn fetch_positions(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<Vec<PositionColumns>, sqlx::Error> {
+        qb.build_query_as()
+            .persistent(false)
+            .fetch_all(&mut **tx)
+            .await
     }
 
     async fn lock_matches(
@@ -239,6 +256,16 @@ impl Backend for Sqlite {
     }
 
     /// SQLite has one writer at a time: `BEGIN IMMEDIATE` already serialises.
+    async fn fetch_positions(
+        tx: &mut Transaction<'static, Self>,
+        mut qb: QueryBuilder<'static, Self>,
+    ) -> Result<Vec<PositionColumns>, sqlx::Error> {
+        qb.build_query_as()
+            .persistent(false)
+            .fetch_all(&mut **tx)
+            .await
+    }
+
     async fn lock_matches(
         _tx: &mut Transaction<'static, Self>,
         _match_ids: &[i64],

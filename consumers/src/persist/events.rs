@@ -29,6 +29,8 @@ pub struct BatchPersisted<'a> {
     pub player_rows: usize,
     pub profiles: usize,
     pub accounts_recomputed: usize,
+    /// Events left out: their group had applied them before (a redelivery).
+    pub already_applied: usize,
     pub elapsed: Duration,
 }
 
@@ -40,6 +42,7 @@ impl InternalEvent for BatchPersisted<'_> {
             player_rows = self.player_rows,
             profiles = self.profiles,
             accounts_recomputed = self.accounts_recomputed,
+            already_applied = self.already_applied,
             elapsed_ms = self.elapsed.as_millis() as u64,
             "batch persisted"
         );

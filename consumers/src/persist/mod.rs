@@ -63,6 +63,7 @@ mod copy;
 mod error;
 mod handler;
 mod hero_pool;
+mod positions;
 mod rows;
 mod sql;
 mod unnest;
@@ -81,6 +82,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 pub use copy::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
 pub use error::PersistError;
 pub use handler::PersistHandler;
+pub use positions::{Applied, Source};
 pub use rows::{player_rows, source_rank, PlayerMatchRow};
 pub use scout::{PlayerReport, TeamReport};
 
@@ -129,6 +131,9 @@ pub struct WriteSummary {
     pub profiles: usize,
     /// Accounts whose hero pool changed.
     pub accounts_recomputed: usize,
+    /// Events left out because their group had applied them before
+    /// ([`Store::write_sourced`]).
+    pub already_applied: usize,
 }
 
 /// The persist group's database.
@@ -229,16 +234,40 @@ impl Store {
         for event in events {
             event.validate()?;
         }
-        let matches = events.iter().filter_map(|e| match e {
-            PersistEvent::Match(m) => Some(m),
-            PersistEvent::Profile(_) => None,
-        });
-        let profiles = events.iter().filter_map(|e| match e {
-            PersistEvent::Profile(p) => Some(p),
-            PersistEvent::Match(_) => None,
-        });
-        self.write_rows(BatchRows::new(matches, profiles), events.len())
-            .await
+        self.write_rows(batch_rows(events), events.len()).await
+    }
+
+    /// [`Store::write`] for a consumer group: `sources[i]` is where `group`
+    /// read `events[i]`. Events at or below what the group has applied from
+    /// their partition are left out, and the group's positions move in the
+    /// same transaction, so each event is applied exactly once.
+    pub async fn write_sourced(
+        &self,
+        group: &str,
+        events: &[PersistEvent],
+        sources: &[Source],
+    ) -> Result<WriteSummary, PersistError> {
+        if events.len() != sources.len() {
+            return Err(PersistError::Invalid(format!(
+                "{} events with {} sources",
+                events.len(),
+                sources.len()
+            )));
+        }
+        for event in events {
+            event.validate()?;
+        }
+        let started = Instant::now();
+        let written = match self {
+            Store::Postgres(pool) => {
+                Writer::<Postgres>::write_sourced(pool, group, events, sources).await
+            }
+            Store::Sqlite(pool) => {
+                Writer::<Sqlite>::write_sourced(pool, group, events, sources).await
+            }
+        };
+        let (rows, already_applied, accounts) = self.failed_or(written, events.len())?;
+        Ok(self.persisted(&rows, accounts, already_applied, started))
     }
 
     /// [`Store::write`] of matches alone.
@@ -275,23 +304,40 @@ impl Store {
             Store::Postgres(pool) => Writer::<Postgres>::write(pool, &rows).await,
             Store::Sqlite(pool) => Writer::<Sqlite>::write(pool, &rows).await,
         };
-        let accounts_recomputed = match written {
-            Ok(accounts) => accounts,
-            Err(error) => {
-                PersistFailed {
-                    backend: self.backend(),
-                    events,
-                    error: &error,
-                }
-                .emit();
-                return Err(error);
+        let accounts = self.failed_or(written, events)?;
+        Ok(self.persisted(&rows, accounts, 0, started))
+    }
+
+    /// `written`, after reporting it when it failed.
+    fn failed_or<T>(
+        &self,
+        written: Result<T, PersistError>,
+        events: usize,
+    ) -> Result<T, PersistError> {
+        written.inspect_err(|error| {
+            PersistFailed {
+                backend: self.backend(),
+                events,
+                error,
             }
-        };
+            .emit()
+        })
+    }
+
+    /// Reports a committed write.
+    fn persisted(
+        &self,
+        rows: &BatchRows,
+        accounts_recomputed: usize,
+        already_applied: usize,
+        started: Instant,
+    ) -> WriteSummary {
         let summary = WriteSummary {
             matches: rows.match_count(),
             player_rows: rows.player_row_count(),
             profiles: rows.profile_count(),
             accounts_recomputed,
+            already_applied,
         };
         BatchPersisted {
             backend: self.backend(),
@@ -299,10 +345,27 @@ impl Store {
             player_rows: summary.player_rows,
             profiles: summary.profiles,
             accounts_recomputed,
+            already_applied,
             elapsed: started.elapsed(),
         }
         .emit();
-        Ok(summary)
+        summary
+    }
+
+    /// Sets what `group` has applied from one partition, so a replay of the
+    /// bus applies again what comes after `applied` (see [`Store::write_sourced`]).
+    pub async fn set_position(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        applied: Applied,
+    ) -> Result<(), PersistError> {
+        let key = (std::sync::Arc::from(topic), partition);
+        match self {
+            Store::Postgres(pool) => positions::set(pool, group, key, applied).await,
+            Store::Sqlite(pool) => positions::set(pool, group, key, applied).await,
+        }
     }
 
     /// Recounts the hero pools of `accounts` from their stored player matches.
@@ -339,6 +402,18 @@ impl Store {
             Store::Sqlite(pool) => pool.close().await,
         }
     }
+}
+
+/// The rows of `events`, each table's rows merged by key in Rust first.
+fn batch_rows<'a>(events: impl IntoIterator<Item = &'a PersistEvent>) -> BatchRows {
+    let (mut matches, mut profiles) = (Vec::new(), Vec::new());
+    for event in events {
+        match event {
+            PersistEvent::Match(m) => matches.push(m),
+            PersistEvent::Profile(p) => profiles.push(p),
+        }
+    }
+    BatchRows::new(matches, profiles)
 }
 
 /// The part of a URL before its first `:`.

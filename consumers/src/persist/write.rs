@@ -11,9 +11,10 @@ use sqlx::{Encode, Pool, QueryBuilder, Transaction, Type};
 
 use super::backend::Backend;
 use super::hero_pool::{self, CountedSlot, PoolDelta};
+use super::positions::{self, Applied, Source};
 use super::rows::{BatchRows, MatchRow, PickBanRow, PlayerMatchRow, ProfileRow, TeamRow};
 use super::sql::{self, Upsert};
-use super::PersistError;
+use super::{PersistError, PersistEvent};
 
 /// Binds one row's values, in the order of its [`Upsert::columns`].
 type Bind<DB, R> = for<'qb, 'args> fn(&mut Separated<'qb, 'args, DB, &'static str>, &R);
@@ -43,33 +44,71 @@ where
         let mut tx = DB::begin_write(pool)
             .await
             .map_err(PersistError::database("begin"))?;
-        DB::lock_matches(&mut tx, &rows.match_ids)
-            .await
-            .map_err(PersistError::database("lock matches"))?;
-        let before = Self::counted_slots(&mut tx, &rows.match_ids).await?;
-        for round in &rows.match_rounds {
-            Self::upsert(&mut tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
-            DB::upsert_player_matches(&mut tx, &round.players).await?;
-            Self::upsert(
-                &mut tx,
-                &sql::PICKS_BANS,
-                &round.picks_bans,
-                Self::bind_pick_ban,
-            )
-            .await?;
-        }
-        for round in &rows.team_rounds {
-            Self::upsert(&mut tx, &sql::TEAMS, round, Self::bind_team).await?;
-        }
-        let after = Self::counted_slots(&mut tx, &rows.match_ids).await?;
-        let changed =
-            Self::apply_hero_pool_deltas(&mut tx, &hero_pool::deltas(&before, &after)).await?;
-        for round in &rows.profile_rounds {
-            Self::upsert(&mut tx, &sql::PLAYERS, round, Self::bind_profile).await?;
-        }
+        let changed = Self::write_in(&mut tx, rows).await?;
         tx.commit()
             .await
             .map_err(PersistError::database("commit"))?;
+        Ok(changed)
+    }
+
+    /// Writes the events (read from `sources`, one each) that `group` has not
+    /// applied yet, and moves its positions, in one transaction (see
+    /// [`positions`]). Returns the rows written, how many events were left
+    /// out as applied before, and how many accounts' hero pools changed.
+    pub async fn write_sourced(
+        pool: &Pool<DB>,
+        group: &str,
+        events: &[PersistEvent],
+        sources: &[Source],
+    ) -> Result<(BatchRows, usize, usize), PersistError> {
+        let mut tx = DB::begin_write(pool)
+            .await
+            .map_err(PersistError::database("begin"))?;
+        let claimed =
+            positions::claim(&mut tx, group, &positions::partitions_of(sources.iter())).await?;
+        let mut reached = claimed.clone();
+        let mut fresh = Vec::with_capacity(events.len());
+        for (event, source) in events.iter().zip(sources) {
+            let key = (source.topic.clone(), source.partition);
+            let applied = claimed.get(&key).copied().unwrap_or(Applied::NOTHING);
+            if source.position > applied {
+                fresh.push(event);
+                let at = reached.entry(key).or_insert(applied);
+                *at = (*at).max(source.position);
+            }
+        }
+        let rows = super::batch_rows(fresh.iter().copied());
+        let changed = Self::write_in(&mut tx, &rows).await?;
+        reached.retain(|key, at| claimed.get(key) != Some(at));
+        positions::advance(&mut tx, group, &reached).await?;
+        tx.commit()
+            .await
+            .map_err(PersistError::database("commit"))?;
+        Ok((rows, events.len() - fresh.len(), changed))
+    }
+
+    /// The body of a write, in `tx`.
+    async fn write_in(
+        tx: &mut Transaction<'static, DB>,
+        rows: &BatchRows,
+    ) -> Result<usize, PersistError> {
+        DB::lock_matches(tx, &rows.match_ids)
+            .await
+            .map_err(PersistError::database("lock matches"))?;
+        let before = Self::counted_slots(tx, &rows.match_ids).await?;
+        for round in &rows.match_rounds {
+            Self::upsert(tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
+            DB::upsert_player_matches(tx, &round.players).await?;
+            Self::upsert(tx, &sql::PICKS_BANS, &round.picks_bans, Self::bind_pick_ban).await?;
+        }
+        for round in &rows.team_rounds {
+            Self::upsert(tx, &sql::TEAMS, round, Self::bind_team).await?;
+        }
+        let after = Self::counted_slots(tx, &rows.match_ids).await?;
+        let changed = Self::apply_hero_pool_deltas(tx, &hero_pool::deltas(&before, &after)).await?;
+        for round in &rows.profile_rounds {
+            Self::upsert(tx, &sql::PLAYERS, round, Self::bind_profile).await?;
+        }
         Ok(changed)
     }
 

@@ -97,6 +97,9 @@ pub fn parse_number(payload: &[u8]) -> Option<(usize, usize)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// One handler call: each delivery's partition and number.
+pub type Call = Vec<(i32, Option<usize>)>;
+
 /// Records what it handles; payloads that are not `n:{i}:{seq}` fail permanently.
 #[derive(Default)]
 pub struct Recorder {
@@ -104,6 +107,10 @@ pub struct Recorder {
     pub delay_per_batch: Duration,
     /// Numbers that fail with a retriable error this many times before succeeding.
     pub flaky: Mutex<HashMap<usize, u32>>,
+    /// Asks the runner for whole batches ([`Handler::takes_whole_batches`]).
+    pub whole_batches: bool,
+    /// The (partition, number) of each call's deliveries, in call order.
+    pub calls: Mutex<Vec<Call>>,
 }
 
 impl Recorder {
@@ -131,7 +138,17 @@ impl Recorder {
 
 #[async_trait]
 impl Handler for Recorder {
+    fn takes_whole_batches(&self) -> bool {
+        self.whole_batches
+    }
+
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+        self.calls.lock().unwrap().push(
+            deliveries
+                .iter()
+                .map(|d| (d.partition, parse_number(&d.payload).map(|(n, _)| n)))
+                .collect(),
+        );
         if !self.delay_per_batch.is_zero() {
             tokio::time::sleep(self.delay_per_batch).await;
         }

@@ -1,0 +1,357 @@
+//! `scoutstream bench`: the whole pipeline (enrich, cache, persist) on one
+//! backend with N generated matches, beside baselines measured in the same run
+//! ([`baselines`]: a raw librdkafka produce of the same records on Kafka, a raw
+//! read of the same topic, a raw COPY of the same player rows; [`peer`]: the
+//! persist job as a Python script).
+//!
+//! Two modes: live (publish while the groups consume; publish→persisted
+//! latency) and backlog (publish everything, then time the groups draining
+//! it, as when replaying history).
+
+mod baselines;
+mod peer;
+mod plot;
+mod prefill;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use consumers::persist::{player_rows, Store};
+use pipeline::bus::Bus;
+use pipeline::config::Backend;
+use producers::loadgen::generate_matches;
+use producers::publish::EventPublisher;
+use schemas::Encoding;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, AppConfig, GroupName};
+use crate::groups;
+
+pub use peer::PeerReport;
+pub use plot::plot_svg;
+
+const CHUNK: usize = 250;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    pub matches: usize,
+    /// Publish everything before the groups start, then time the drain.
+    pub backlog: bool,
+    /// A Python with fastavro, psycopg2 and redis-py or confluent-kafka
+    /// (`scripts/python-env.sh` makes one): runs the peer baseline.
+    pub peer_python: Option<PathBuf>,
+    /// Player rows of history to add to PostgreSQL before the run.
+    pub prefill_player_rows: u64,
+}
+
+pub struct BenchReport {
+    pub backend: Backend,
+    /// The groups that ran (`groups.enabled`).
+    pub groups: Vec<GroupName>,
+    pub matches: usize,
+    pub backlog: bool,
+    /// `player_matches` rows in the database when the groups started.
+    pub history_player_rows: Option<i64>,
+    pub events_per_s: f64,
+    /// Our publish rate: beside the groups (live) or before them (backlog).
+    pub publish_per_s: f64,
+    /// Our bus publishing the same records alone, right before the raw producer.
+    pub publish_alone_per_s: Option<f64>,
+    /// Player rows over the time until the last of the run's matches was in the database.
+    pub player_rows_per_s: f64,
+    /// CPU of this process (groups, and the publisher when live) while the groups ran.
+    pub cpu_s_per_1000_events: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub peak_rss_mib: f64,
+    pub raw_consume_per_s: Option<f64>,
+    pub raw_produce_per_s: Option<f64>,
+    pub raw_copy_rows_per_s: Option<f64>,
+    pub peer: Option<PeerReport>,
+    pub samples: Vec<Sample>,
+}
+
+/// Runs the bench on `config`'s bus and database with unique topics and groups.
+pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let matches = options.matches;
+    if options.peer_python.is_some() {
+        peer::check(&config)?;
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    config.bus.topic_prefix = format!("bench-{run_id}.");
+    config.bus.redis.key_prefix = format!("bench-{run_id}:");
+    config.groups.id_prefix = format!("bench-{run_id}");
+    config.cache.key_prefix = format!("bench-{run_id}:cache:");
+    let bus = config.bus.connect().await?;
+    app::ensure_topics(bus.as_ref(), &config).await?;
+    let store = Store::connect(&config.database.url)
+        .await
+        .context("opening the database")?;
+    // Match ids of this run alone, so a database used before cannot blur the figures.
+    let first_id = pipeline::bus::now_ms() * 1_000;
+    let mut generated = generate_matches(matches, 42);
+    for (i, m) in generated.iter_mut().enumerate() {
+        m.match_id = first_id + i as i64;
+    }
+    let history_player_rows = history(&store, &generated, options.prefill_player_rows).await?;
+
+    let stop = CancellationToken::new();
+    let resources = groups::Resources::default();
+    let specs = groups::build(&config, bus.clone(), &resources).await?;
+    // With `[schema_registry]` set: Confluent framing with its ids, resolved by the groups.
+    let writer = resources.writer(&config).await?;
+    let watched: Vec<(String, Vec<String>)> = specs
+        .iter()
+        .map(|s| (s.id.clone(), s.topics.clone()))
+        .collect();
+    let published = Arc::new(AtomicU64::new(0));
+    let backlog = if options.backlog {
+        let publish_started = Instant::now();
+        let at = publish(bus.as_ref(), writer.clone(), &generated, &published).await?;
+        Some((at, publish_started.elapsed()))
+    } else {
+        None
+    };
+
+    let (cpu_before, started) = (pipeline::baseline::process_cpu_seconds(), Instant::now());
+    let running = tokio::spawn(app::run_groups(
+        bus.clone(),
+        config.runner.clone(),
+        specs,
+        app::Watch::default(),
+        stop.clone(),
+    ));
+    let sampler = tokio::spawn(sample(
+        store.clone(),
+        first_id,
+        published.clone(),
+        stop.clone(),
+    ));
+    let (published_at, publish_elapsed) = match backlog {
+        Some(published) => published,
+        None => {
+            let publish_started = Instant::now();
+            let at = publish(bus.as_ref(), writer, &generated, &published).await?;
+            (at, publish_started.elapsed())
+        }
+    };
+    wait_until_caught_up(bus.as_ref(), &watched).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
+    stop.cancel();
+    running.await??;
+    let samples = sampler.await?;
+
+    // A backlog's publish→persisted time is its queueing, not the pipeline's latency.
+    let latencies = if options.backlog {
+        Vec::new()
+    } else {
+        persisted_latencies_ms(&store, &published_at).await?
+    };
+    let peer = match &options.peer_python {
+        Some(python) => Some(peer::run(python, &config, matches).await?),
+        None => None,
+    };
+    let rows = player_rows(&generated);
+    // Persisted rows over the time until the last match was in the database:
+    // the bus's view (`elapsed`) also waits for the ack to reach the broker
+    // (Kafka commits stored offsets every second) and for the lag read.
+    let persisted_in = samples
+        .iter()
+        .find(|s| s.persisted >= matches as u64)
+        .map_or(elapsed, |s| s.seconds);
+    let raw_copy_rows_per_s = baselines::raw_copy(&store, &rows).await?;
+    let raw_consume_per_s = baselines::raw_consume(&config, matches).await?;
+    let (publish_alone_per_s, raw_produce_per_s) =
+        match baselines::produce_alone(bus.as_ref(), &config, &generated).await? {
+            Some((ours, raw)) => (Some(ours), Some(raw)),
+            None => (None, None),
+        };
+    Ok(BenchReport {
+        backend: config.bus.backend,
+        groups: config.groups.enabled.clone(),
+        matches,
+        backlog: options.backlog,
+        history_player_rows,
+        events_per_s: matches as f64 / elapsed,
+        publish_per_s: matches as f64 / publish_elapsed.as_secs_f64(),
+        publish_alone_per_s,
+        player_rows_per_s: rows.len() as f64 / persisted_in,
+        cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
+        latency_p50_ms: percentile(&latencies, 0.50),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        peak_rss_mib: pipeline::baseline::peak_rss_kib() / 1024.0,
+        raw_consume_per_s,
+        raw_produce_per_s,
+        raw_copy_rows_per_s,
+        peer,
+        samples,
+    })
+}
+
+/// Prefills PostgreSQL when asked; returns how many player rows it holds.
+async fn history(
+    store: &Store,
+    generated: &[schemas::MatchCompleted],
+    prefill_player_rows: u64,
+) -> anyhow::Result<Option<i64>> {
+    let Store::Postgres(pool) = store else {
+        anyhow::ensure!(prefill_player_rows == 0, "--prefill needs PostgreSQL");
+        return Ok(None);
+    };
+    if prefill_player_rows > 0 {
+        let mut accounts: Vec<i64> = generated
+            .iter()
+            .flat_map(|m| m.players.iter().filter_map(|p| p.account_id))
+            .filter(|id| *id != schemas::ANONYMOUS_ACCOUNT_ID)
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let took = prefill::prefill(pool, prefill_player_rows, &accounts).await?;
+        eprintln!(
+            "prefill: {prefill_player_rows} player rows in {:.0} s",
+            took.as_secs_f64()
+        );
+    }
+    let rows = sqlx::query_scalar("SELECT count(*) FROM player_matches")
+        .fetch_one(pool)
+        .await?;
+    Ok(Some(rows))
+}
+
+/// One point of the throughput and lag plot.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub seconds: f64,
+    /// Matches of the run in the database.
+    pub persisted: u64,
+    pub handled_per_s: f64,
+    pub lag: u64,
+}
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Counts persisted matches every [`SAMPLE_EVERY`] (a cheap query, unlike a
+/// broker lag read): the change is the throughput, published minus persisted
+/// is the lag of the whole pipeline.
+async fn sample(
+    store: Store,
+    first_id: i64,
+    published: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> Vec<Sample> {
+    let started = Instant::now();
+    let (mut samples, mut last_handled, mut last_at) = (Vec::new(), 0u64, 0.0);
+    while !stop.is_cancelled() {
+        if let Some(handled) = persisted_matches(&store, first_id).await {
+            let seconds = started.elapsed().as_secs_f64();
+            let lag = published.load(Ordering::Relaxed).saturating_sub(handled);
+            let rate = handled.saturating_sub(last_handled) as f64 / (seconds - last_at).max(1e-3);
+            samples.push(Sample {
+                seconds,
+                persisted: handled,
+                handled_per_s: rate,
+                lag,
+            });
+            (last_handled, last_at) = (handled, seconds);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    samples
+}
+
+async fn persisted_matches(store: &Store, first_id: i64) -> Option<u64> {
+    let query = "SELECT count(*) FROM matches WHERE match_id >= $1";
+    let count: i64 = match store {
+        Store::Postgres(pool) => sqlx::query_scalar(query)
+            .bind(first_id)
+            .fetch_one(pool)
+            .await
+            .ok()?,
+        Store::Sqlite(pool) => sqlx::query_scalar(query)
+            .bind(first_id)
+            .fetch_one(pool)
+            .await
+            .ok()?,
+    };
+    u64::try_from(count).ok()
+}
+
+/// Publishes in chunks and notes when each match was durable on the bus.
+async fn publish(
+    bus: &dyn Bus,
+    (codec, encoding): (schemas::Codec, Encoding),
+    matches: &[schemas::MatchCompleted],
+    published: &AtomicU64,
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    let publisher = EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec);
+    let mut published_at = Vec::with_capacity(matches.len());
+    for chunk in matches.chunks(CHUNK) {
+        publisher.publish_matches(chunk).await?;
+        let now = pipeline::bus::now_ms();
+        published_at.extend(chunk.iter().map(|m| (m.match_id, now)));
+        published.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    Ok(published_at)
+}
+
+async fn wait_until_caught_up(
+    bus: &dyn Bus,
+    groups: &[(String, Vec<String>)],
+) -> anyhow::Result<()> {
+    loop {
+        let mut behind = 0;
+        for (group, topics_in) in groups {
+            behind += bus
+                .lag(group, topics_in)
+                .await?
+                .iter()
+                .map(|l| l.messages)
+                .sum::<u64>();
+        }
+        if behind == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publish-to-persisted time per match: the row's insert time minus the time its
+/// chunk was durable on the bus (PostgreSQL only: SQLite keeps whole seconds).
+async fn persisted_latencies_ms(
+    store: &Store,
+    published_at: &[(i64, i64)],
+) -> anyhow::Result<Vec<f64>> {
+    let Store::Postgres(pool) = store else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<i64> = published_at.iter().map(|(id, _)| *id).collect();
+    let rows = sqlx::query("SELECT match_id, (extract(epoch FROM updated_at) * 1000)::float8 FROM matches WHERE match_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let persisted: std::collections::HashMap<i64, f64> = rows
+        .iter()
+        .map(|r| (r.get::<i64, _>(0), r.get::<f64, _>(1)))
+        .collect();
+    let mut latencies: Vec<f64> = published_at
+        .iter()
+        .filter_map(|(id, at)| persisted.get(id).map(|p| (p - *at as f64).max(0.0)))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(index).copied()
+}
