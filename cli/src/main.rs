@@ -88,6 +88,10 @@ enum Command {
         /// before the run, naming the run's accounts: the cost on a full database.
         #[arg(long, default_value_t = 0, value_name = "PLAYER_ROWS")]
         prefill: u64,
+        /// Publish at this many events per second, whether or not the groups keep
+        /// up (open loop), for latency at a given load. Live runs only.
+        #[arg(long, value_name = "EVENTS_PER_S")]
+        rate: Option<u32>,
         /// Where to write the SVG plot of throughput and lag over time.
         #[arg(long, default_value = "bench.svg")]
         plot: PathBuf,
@@ -292,6 +296,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             backlog,
             peer,
             prefill,
+            rate,
             plot,
         } => {
             let config = AppConfig::load(config.as_deref())?;
@@ -300,6 +305,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                 backlog,
                 peer_python: peer,
                 prefill_player_rows: prefill,
+                rate,
             };
             let report = scoutstream::bench::run(config, options).await?;
             print!("{}", report.render());

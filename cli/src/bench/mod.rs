@@ -48,6 +48,9 @@ pub struct BenchOptions {
     pub peer_python: Option<PathBuf>,
     /// Player rows of history to add to PostgreSQL before the run.
     pub prefill_player_rows: u64,
+    /// Live mode: publish at this many events per second (open loop)
+    /// instead of as fast as the bus takes them.
+    pub rate: Option<u32>,
 }
 
 pub struct BenchReport {
@@ -83,6 +86,10 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
     if options.peer_python.is_some() {
         peer::check(&config)?;
     }
+    anyhow::ensure!(
+        !(options.backlog && options.rate.is_some()),
+        "--rate paces a live run; a backlog is published as fast as the bus takes it"
+    );
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
     config.bus.topic_prefix = format!("bench-{run_id}.");
     config.bus.redis.key_prefix = format!("bench-{run_id}:");
@@ -113,7 +120,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
     let published = Arc::new(AtomicU64::new(0));
     let backlog = if options.backlog {
         let publish_started = Instant::now();
-        let at = publish(bus.as_ref(), writer.clone(), &generated, &published).await?;
+        let at = publish(bus.as_ref(), writer.clone(), &generated, &published, None).await?;
         Some((at, publish_started.elapsed()))
     } else {
         None
@@ -137,7 +144,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         Some(published) => published,
         None => {
             let publish_started = Instant::now();
-            let at = publish(bus.as_ref(), writer, &generated, &published).await?;
+            let at = publish(bus.as_ref(), writer, &generated, &published, options.rate).await?;
             (at, publish_started.elapsed())
         }
     };
@@ -149,10 +156,19 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
     let samples = sampler.await?;
 
     // A backlog's publish→persisted time is its queueing, not the pipeline's latency.
-    let latencies = if options.backlog {
-        Vec::new()
-    } else {
-        persisted_latencies_ms(&store, &published_at).await?
+    // Nor is the wait for the groups to join: count from the first match in
+    // the database on (a Kafka group takes a second or more to form).
+    let latencies = match samples.iter().find(|s| s.persisted > 0) {
+        Some(first) if !options.backlog => {
+            let running_since = first.at_ms;
+            let steady: Vec<(i64, i64)> = published_at
+                .iter()
+                .filter(|(_, at)| *at >= running_since)
+                .copied()
+                .collect();
+            persisted_latencies_ms(&store, &steady).await?
+        }
+        _ => Vec::new(),
     };
     let peer = match &options.peer_python {
         Some(python) => Some(peer::run(python, &config, matches).await?),
@@ -231,6 +247,8 @@ pub struct Sample {
     pub seconds: f64,
     /// Matches of the run in the database.
     pub persisted: u64,
+    /// When the sample was taken, in unix milliseconds.
+    pub at_ms: i64,
     pub handled_per_s: f64,
     pub lag: u64,
 }
@@ -256,6 +274,7 @@ async fn sample(
             samples.push(Sample {
                 seconds,
                 persisted: handled,
+                at_ms: pipeline::bus::now_ms(),
                 handled_per_s: rate,
                 lag,
             });
@@ -284,15 +303,24 @@ async fn persisted_matches(store: &Store, first_id: i64) -> Option<u64> {
 }
 
 /// Publishes in chunks and notes when each match was durable on the bus.
+/// With a `rate` (events per second), open loop: chunk `i` goes out at its
+/// scheduled time whether or not the groups keep up, twenty chunks a second.
 async fn publish(
     bus: &dyn Bus,
     (codec, encoding): (schemas::Codec, Encoding),
     matches: &[schemas::MatchCompleted],
     published: &AtomicU64,
+    rate: Option<u32>,
 ) -> anyhow::Result<Vec<(i64, i64)>> {
     let publisher = EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec);
     let mut published_at = Vec::with_capacity(matches.len());
-    for chunk in matches.chunks(CHUNK) {
+    let chunk_len = rate.map_or(CHUNK, |rate| (rate as usize / 20).clamp(1, CHUNK));
+    let started = tokio::time::Instant::now();
+    for (i, chunk) in matches.chunks(chunk_len).enumerate() {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64((i * chunk_len) as f64 / f64::from(rate.max(1)));
+            tokio::time::sleep_until(started + due).await;
+        }
         publisher.publish_matches(chunk).await?;
         let now = pipeline::bus::now_ms();
         published_at.extend(chunk.iter().map(|m| (m.match_id, now)));
