@@ -14,10 +14,10 @@
 //!   derived keys (the scout report) when a newer match arrives; falls back
 //!   to a bounded in-process cache while Redis is away.
 //! - [`persist`]: `matches` and `players` → PostgreSQL or SQLite. Batched,
-//!   idempotent upserts (one transaction per slice), source-ranked merge of
-//!   one match from several sources, newest-profile-wins players, hero pools
-//!   recomputed from `player_matches`; serves the scout read model
-//!   ([`persist::scout`]).
+//!   idempotent upserts (one transaction per runner batch), exactly once per
+//!   group (its positions are written in the same transaction), source-ranked
+//!   merge of one match from several sources, newest-profile-wins players,
+//!   hero pools moved by deltas; serves the scout read model ([`persist::scout`]).
 //! - [`jobs`]: `jobs` → background jobs (scout reports, profile refreshes
 //!   from OpenDota, hero-pool recomputes) with retries, dead letters,
 //!   idempotency keys, status in the database mirrored to Redis and

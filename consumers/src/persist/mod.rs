@@ -19,8 +19,13 @@
 //!
 //! # Writes
 //!
-//! One transaction per batch (a handler call), multi-row upserts chunked
-//! under the backend's bind limit. Writing is idempotent: the same event
+//! One transaction per batch (a handler call: the runner hands the persist
+//! handler a whole batch, every partition's deliveries), multi-row upserts
+//! chunked under the backend's bind limit. Exactly once per consumer group
+//! ([`Store::write_sourced`], see `positions.rs`): the group's position in each
+//! partition is written in the same transaction, and events at or below it
+//! are left out, so a crash between the database commit and the bus commit
+//! applies nothing twice. Writing is also idempotent: the same event
 //! again, or a whole topic replayed, leaves the same rows, because every
 //! column is merged by a rule that only depends on the versions seen, not on
 //! how often or (for distinct sources and times) in which order:
