@@ -11,6 +11,7 @@ use consumers::jobs::{JobTracker, JobsHandler, RateLimiter, StandardExecutor, Wo
 use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
+use pipeline::config::Backend;
 use pipeline::runner::Handler;
 use producers::publish::EventPublisher;
 use schemas::registry::{register_writers, RegistryClient, SchemaResolver};
@@ -142,9 +143,13 @@ async fn handler_for(
             (Arc::new(CacheHandler::new(cache).with_codec(codec)), None)
         }
         GroupName::Persist => {
-            let store = resources.store(config).await?;
+            let (store, group) = (resources.store(config).await?, config.group_id(name));
+            if config.bus.backend == Backend::Memory {
+                // The bus starts empty with this process: offsets begin at 0 again.
+                store.forget_positions(&group).await?;
+            }
             (
-                Arc::new(PersistHandler::new(store, config.group_id(name)).with_codec(codec)),
+                Arc::new(PersistHandler::new(store, group).with_codec(codec)),
                 None,
             )
         }

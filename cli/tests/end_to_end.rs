@@ -390,6 +390,20 @@ fn embedded_default_runs_the_real_data_with_no_servers() {
         "{stdout}"
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let matches_in = |database: &str| {
+        runtime.block_on(async {
+            let Store::Sqlite(pool) = Store::connect(database).await.unwrap() else {
+                unreachable!()
+            };
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM matches")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            count
+        })
+    };
+    let after_the_first_run = matches_in(&database);
     runtime.block_on(async {
         let store = Store::connect(&database).await.unwrap();
         let report = store.player_report(109_378_329).await.unwrap().unwrap();
@@ -397,8 +411,38 @@ fn embedded_default_runs_the_real_data_with_no_servers() {
         assert_eq!((report.games, report.wins), (1, 1));
         assert_eq!(report.recent_matches[0].hero_id, 73);
         assert_eq!(report.averages.unwrap().gold_per_min, 944.0);
+        // The generated matches go; a second run publishes them again.
+        let Store::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        sqlx::query("DELETE FROM matches WHERE source = 'loadgen'")
+            .execute(pool)
+            .await
+            .unwrap();
         store.close().await;
     });
+    assert_eq!(matches_in(&database), after_the_first_run - 2000);
+    // The in-memory bus numbers the second run's events from 0 again: the
+    // positions the first run left in the database must not hide them.
+    let again = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+        .args(["embedded", "--generate", "2000", "--database", &database])
+        .env(
+            "SCOUTSTREAM__CACHE__REDIS_URL",
+            format!("redis://127.0.0.1:{}", free_port()),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        matches_in(&database),
+        after_the_first_run,
+        "the second run's matches are stored"
+    );
     std::fs::remove_dir_all(PathBuf::from(&dir)).ok();
 }
 

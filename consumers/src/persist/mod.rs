@@ -373,6 +373,26 @@ impl Store {
         }
     }
 
+    /// Forgets what `group` has applied, so every event it reads is applied:
+    /// for a bus whose log does not outlive the process (the in-memory bus
+    /// numbers every run's events from offset 0 again).
+    pub async fn forget_positions(&self, group: &str) -> Result<(), PersistError> {
+        let statement = "DELETE FROM persist_positions WHERE group_id = $1";
+        let deleted = match self {
+            Store::Postgres(pool) => sqlx::query(statement)
+                .bind(group)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            Store::Sqlite(pool) => sqlx::query(statement)
+                .bind(group)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        };
+        deleted.map_err(PersistError::database("forget positions"))
+    }
+
     /// Recounts the hero pools of `accounts` from their stored player matches.
     pub async fn recompute_hero_pools(&self, accounts: &[i64]) -> Result<(), PersistError> {
         match self {
