@@ -70,32 +70,7 @@ enum Command {
     },
     /// Run the whole pipeline on N generated matches and print throughput, CPU,
     /// latency and memory beside raw baselines measured in the same run.
-    Bench {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Generated matches to push through.
-        #[arg(long, default_value_t = 5000)]
-        matches: usize,
-        /// Publish all matches first, then time the groups draining them
-        /// (replaying history) instead of publishing while they consume.
-        #[arg(long)]
-        backlog: bool,
-        /// Also run the peer baseline (the persist job as a Python script) on the
-        /// same events with this Python, e.g. "$(scripts/python-env.sh)".
-        #[arg(long, value_name = "PYTHON")]
-        peer: Option<PathBuf>,
-        /// Player rows of history (a tenth as many matches) PostgreSQL generates
-        /// before the run, naming the run's accounts: the cost on a full database.
-        #[arg(long, default_value_t = 0, value_name = "PLAYER_ROWS")]
-        prefill: u64,
-        /// Publish at this many events per second, whether or not the groups keep
-        /// up (open loop), for latency at a given load. Live runs only.
-        #[arg(long, value_name = "EVENTS_PER_S")]
-        rate: Option<u32>,
-        /// Where to write the SVG plot of throughput and lag over time.
-        #[arg(long, default_value = "bench.svg")]
-        plot: PathBuf,
-    },
+    Bench(scoutstream::bench::BenchArgs),
     /// Move a consumer group to the earliest or latest record, or to a time, so it
     /// processes again (or skips) what is on its topics. Stop the group first.
     Replay {
@@ -290,32 +265,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             .await?;
             print!("{}", report.render());
         }
-        Command::Bench {
-            config,
-            matches,
-            backlog,
-            peer,
-            prefill,
-            rate,
-            plot,
-        } => {
-            let config = AppConfig::load(config.as_deref())?;
-            let options = scoutstream::bench::BenchOptions {
-                matches,
-                backlog,
-                peer_python: peer,
-                prefill_player_rows: prefill,
-                rate,
-            };
-            let report = scoutstream::bench::run(config, options).await?;
-            print!("{}", report.render());
-            let title = format!(
-                "scoutstream bench: {matches} matches on {:?}",
-                report.backend
-            );
-            std::fs::write(&plot, scoutstream::bench::plot_svg(&report.samples, &title))?;
-            println!("  plot              {}", plot.display());
-        }
+        Command::Bench(args) => scoutstream::bench::command(args).await?,
         Command::Replay {
             config,
             group,
@@ -342,15 +292,7 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
                 );
             }
             if group == GroupName::Persist {
-                // Persist skips what its database says it applied: move that too.
-                let store = consumers::persist::Store::open(&config.database.url).await?;
-                for moved in &moved {
-                    if let Some(applied) = operate::applied_before(moved) {
-                        store
-                            .set_position(&id, &moved.topic, moved.partition, applied)
-                            .await?;
-                    }
-                }
+                operate::move_persist_positions(&config.database.url, &id, &moved).await?;
                 println!("{id} database positions moved with the bus positions");
             }
         }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use consumers::persist::Applied;
+use consumers::persist::{Applied, Store};
 use pipeline::bus::{Bus, Delivery, Record, ResetPosition, ResetTo};
 use schemas::{topics, Codec, DeadLetter, MatchCompleted, PlayerProfile};
 
@@ -46,6 +46,25 @@ pub async fn replay(
     bus.reset_group(group, topics_in, to)
         .await
         .with_context(|| format!("resetting group `{group}` (are its members stopped?)"))
+}
+
+/// Persist leaves out what its database says it applied: after its bus
+/// positions were moved for a replay, moves those too.
+pub async fn move_persist_positions(
+    database_url: &str,
+    group: &str,
+    moved: &[ResetPosition],
+) -> anyhow::Result<()> {
+    let store = Store::open(database_url).await?;
+    for moved in moved {
+        if let Some(applied) = applied_before(moved) {
+            store
+                .set_position(group, &moved.topic, moved.partition, applied)
+                .await?;
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 /// What the persist group has applied once its bus position is `moved`:

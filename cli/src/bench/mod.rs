@@ -37,6 +37,56 @@ pub use plot::plot_svg;
 
 const CHUNK: usize = 250;
 
+/// `scoutstream bench`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Generated matches to push through.
+    #[arg(long, default_value_t = 5000)]
+    pub matches: usize,
+    /// Publish all matches first, then time the groups draining them
+    /// (replaying history) instead of publishing while they consume.
+    #[arg(long)]
+    pub backlog: bool,
+    /// Also run the peer baseline (the persist job as a Python script) on the
+    /// same events with this Python, e.g. "$(scripts/python-env.sh)".
+    #[arg(long, value_name = "PYTHON")]
+    pub peer: Option<PathBuf>,
+    /// Player rows of history (a tenth as many matches) PostgreSQL generates
+    /// before the run, naming the run's accounts: the cost on a full database.
+    #[arg(long, default_value_t = 0, value_name = "PLAYER_ROWS")]
+    pub prefill: u64,
+    /// Publish at this many events per second, whether or not the groups keep
+    /// up (open loop), for latency at a given load. Live runs only.
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub rate: Option<u32>,
+    /// Where to write the SVG plot of throughput and lag over time.
+    #[arg(long, default_value = "bench.svg")]
+    pub plot: PathBuf,
+}
+
+/// Runs `scoutstream bench` and prints its report.
+pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
+    let config = AppConfig::load(args.config.as_deref())?;
+    let options = BenchOptions {
+        matches: args.matches,
+        backlog: args.backlog,
+        peer_python: args.peer,
+        prefill_player_rows: args.prefill,
+        rate: args.rate,
+    };
+    let report = run(config, options).await?;
+    print!("{}", report.render());
+    let title = format!(
+        "scoutstream bench: {} matches on {:?}",
+        args.matches, report.backend
+    );
+    std::fs::write(&args.plot, plot_svg(&report.samples, &title))?;
+    println!("  plot              {}", args.plot.display());
+    Ok(())
+}
+
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
