@@ -357,16 +357,19 @@ fn embedded_default_runs_the_real_data_with_no_servers() {
     let dir = std::env::temp_dir().join(unique("ss-embedded-"));
     std::fs::create_dir_all(&dir).unwrap();
     let database = format!("sqlite://{}?mode=rwc", dir.join("scout.db").display());
-    let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
-        .args(["embedded", "--generate", "2000", "--database", &database])
-        // No Redis for the cache either: it must run on its in-process fallback.
-        .env(
-            "SCOUTSTREAM__CACHE__REDIS_URL",
-            format!("redis://127.0.0.1:{}", free_port()),
-        )
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    // No Redis for the cache either: it must run on its in-process fallback.
+    let embedded = || {
+        Command::new(env!("CARGO_BIN_EXE_scoutstream"))
+            .args(["embedded", "--generate", "2000", "--database", &database])
+            .env(
+                "SCOUTSTREAM__CACHE__REDIS_URL",
+                format!("redis://127.0.0.1:{}", free_port()),
+            )
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let output = embedded();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -424,15 +427,7 @@ fn embedded_default_runs_the_real_data_with_no_servers() {
     assert_eq!(matches_in(&database), after_the_first_run - 2000);
     // The in-memory bus numbers the second run's events from 0 again: the
     // positions the first run left in the database must not hide them.
-    let again = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
-        .args(["embedded", "--generate", "2000", "--database", &database])
-        .env(
-            "SCOUTSTREAM__CACHE__REDIS_URL",
-            format!("redis://127.0.0.1:{}", free_port()),
-        )
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let again = embedded();
     assert!(
         again.status.success(),
         "{}",

@@ -78,16 +78,7 @@ where
     if partitions.is_empty() {
         return Ok(applied);
     }
-    let mut qb = QueryBuilder::<'static, DB>::new(
-        "INSERT INTO persist_positions (group_id, topic, partition, applied_hi, applied_lo) ",
-    );
-    qb.push_values(partitions, |mut row, (topic, partition)| {
-        row.push_bind(group.to_string())
-            .push_bind(topic.to_string())
-            .push_bind(*partition)
-            .push_bind(Applied::NOTHING.hi)
-            .push_bind(Applied::NOTHING.lo);
-    });
+    let mut qb = insert_positions(group, partitions.iter().map(|key| (key, Applied::NOTHING)));
     // A no-op update: it locks an existing row, and RETURNING reads it.
     qb.push(
         " ON CONFLICT (group_id, topic, partition) DO UPDATE SET group_id = excluded.group_id \
@@ -100,6 +91,31 @@ where
         applied.insert((Arc::from(topic), partition), Applied { hi, lo });
     }
     Ok(applied)
+}
+
+/// `INSERT INTO persist_positions … VALUES` of `group`'s `rows`; the caller
+/// pushes what to do on conflict.
+fn insert_positions<'a, DB>(
+    group: &str,
+    rows: impl IntoIterator<Item = (&'a PartitionKey, Applied)>,
+) -> QueryBuilder<'static, DB>
+where
+    DB: Backend,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::<'static, DB>::new(
+        "INSERT INTO persist_positions (group_id, topic, partition, applied_hi, applied_lo) ",
+    );
+    qb.push_values(rows, |mut row, ((topic, partition), at)| {
+        row.push_bind(group.to_string())
+            .push_bind(topic.to_string())
+            .push_bind(*partition)
+            .push_bind(at.hi)
+            .push_bind(at.lo);
+    });
+    qb
 }
 
 /// Moves the claimed positions of `group` forward to `reached`.
@@ -117,16 +133,7 @@ where
     if reached.is_empty() {
         return Ok(());
     }
-    let mut qb = QueryBuilder::<'static, DB>::new(
-        "INSERT INTO persist_positions (group_id, topic, partition, applied_hi, applied_lo) ",
-    );
-    qb.push_values(reached, |mut row, ((topic, partition), at)| {
-        row.push_bind(group.to_string())
-            .push_bind(topic.to_string())
-            .push_bind(*partition)
-            .push_bind(at.hi)
-            .push_bind(at.lo);
-    });
+    let mut qb = insert_positions(group, reached.iter().map(|(key, at)| (key, *at)));
     qb.push(
         " ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
          applied_hi = excluded.applied_hi, applied_lo = excluded.applied_lo, \
