@@ -148,10 +148,10 @@ async fn handler_for(
                 // The bus starts empty with this process: offsets begin at 0 again.
                 store.forget_positions(&group).await?;
             }
-            (
-                Arc::new(PersistHandler::new(store, group).with_codec(codec)),
-                None,
-            )
+            let handler = PersistHandler::new(store, group)
+                .with_positions(bus.redelivers_in_order())
+                .with_codec(codec);
+            (Arc::new(handler), None)
         }
         GroupName::Jobs => {
             let (store, cache) = (

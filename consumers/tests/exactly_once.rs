@@ -3,9 +3,11 @@
 //!
 //! - Store level, on PostgreSQL and SQLite: a second write of the same sourced
 //!   events applies nothing; positions are per group and per partition.
-//! - The crash test: the persist group, on Apache Kafka and on Redis Streams,
-//!   dies between its database commit and its bus commit 100 times; a trigger
-//!   counts how often each match row is written, and every count must be 1.
+//! - The crash test: the persist group dies between its database commit and
+//!   its bus commit, 100 times on Apache Kafka (a trigger counts how often each
+//!   match row is written, and every count must be 1) and 20 times on Redis
+//!   Streams, which redelivers out of order and so runs without positions
+//!   (every count at least 1, none missing).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -162,10 +164,12 @@ async fn two_owners_of_a_partition_apply_its_events_once() {
 }
 
 /// The persist handler, dying on its second call of each life right after its
-/// database commit: the runner never acks that batch.
+/// database commit (the runner never acks that batch), or every fourth life
+/// right before it (the batch is neither written nor acked).
 struct DiesAfterCommit {
     inner: PersistHandler,
     calls_this_life: AtomicUsize,
+    before_commit: std::sync::atomic::AtomicBool,
     died: Notify,
     /// How often each position was handed over, over all lives.
     deliveries: Mutex<HashMap<(i32, String), usize>>,
@@ -186,8 +190,12 @@ impl Handler for DiesAfterCommit {
                     .or_default() += 1;
             }
         }
-        let results = self.inner.handle(deliveries).await;
         let call = self.calls_this_life.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == 2 && self.before_commit.load(Ordering::SeqCst) {
+            self.died.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let results = self.inner.handle(deliveries).await;
         if call == 2 && results.iter().all(Result::is_ok) {
             self.died.notify_one();
             std::future::pending::<()>().await;
@@ -235,7 +243,11 @@ async fn match_writes(store: &Store) -> (i64, i64, i64) {
         .unwrap()
 }
 
-async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus>) {
+/// Kills the persist handler `lives` times right after its database commit.
+/// On a bus that redelivers in order every match row must be written exactly
+/// once; on one that does not, at least once, and none may be missing.
+async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus>, lives: usize) {
+    let exactly_once = bus.redelivers_in_order();
     let store = postgres_store().await;
     let bus: Arc<dyn Bus> = Arc::new(PrefixedBus::new(bus, format!("{}.", unique("once"))));
     bus.ensure_topic(topics::MATCHES, PARTITIONS).await.unwrap();
@@ -248,13 +260,15 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
 
     let group = unique("persist");
     let handler = Arc::new(DiesAfterCommit {
-        inner: PersistHandler::new(store.clone(), group.clone()),
+        inner: PersistHandler::new(store.clone(), group.clone()).with_positions(exactly_once),
         calls_this_life: AtomicUsize::new(0),
+        before_commit: std::sync::atomic::AtomicBool::new(false),
         died: Notify::new(),
         deliveries: Mutex::new(HashMap::new()),
     });
-    for life in 0..LIVES {
+    for life in 0..lives {
         handler.calls_this_life.store(0, Ordering::SeqCst);
+        handler.before_commit.store(life % 4 == 3, Ordering::SeqCst);
         let (_shutdown, task) = start(&bus, &group, handler.clone()).await;
         tokio::time::timeout(WAIT, handler.died.notified())
             .await
@@ -266,7 +280,7 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
     let (written_before_the_last_life, _, _) = match_writes(&store).await;
 
     // A member that lives drains the rest.
-    let survivor = PersistHandler::new(store.clone(), group.clone());
+    let survivor = PersistHandler::new(store.clone(), group.clone()).with_positions(exactly_once);
     let (shutdown, task) = start(&bus, &group, Arc::new(survivor)).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while match_writes(&store).await.0 < MATCHES as i64 && tokio::time::Instant::now() < deadline {
@@ -277,11 +291,15 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
 
     let (rows, fewest, most) = match_writes(&store).await;
     assert_eq!(rows, MATCHES as i64, "every match is in the table");
-    assert_eq!(
-        (fewest, most),
-        (1, 1),
-        "each match row was written exactly once"
-    );
+    if exactly_once {
+        assert_eq!(
+            (fewest, most),
+            (1, 1),
+            "each match row was written exactly once"
+        );
+    } else {
+        assert!(fewest >= 1, "each match row was written");
+    }
     assert_eq!(stats.dead_lettered, 0);
     let redelivered: usize = handler
         .deliveries
@@ -291,16 +309,17 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
         .map(|n| n - 1)
         .sum();
     assert!(
-        redelivered >= LIVES,
+        redelivered >= lives,
         "each death leaves its last batch unacked: {redelivered} redeliveries"
     );
     assert!(
-        written_before_the_last_life > LIVES as i64,
+        written_before_the_last_life > lives as i64,
         "the lives made progress"
     );
     eprintln!(
-        "{LIVES} deaths after commit: {redelivered} redeliveries absorbed, \
-         {written_before_the_last_life} of {MATCHES} matches written before the survivor"
+        "{lives} deaths after commit: {redelivered} redeliveries, \
+         {written_before_the_last_life} of {MATCHES} matches written before the survivor, \
+         each written {fewest} to {most} times"
     );
 }
 
@@ -314,9 +333,13 @@ async fn kafka_survives_dying_between_the_database_and_the_bus_commit() {
         ..KafkaConfig::default()
     })
     .unwrap();
-    survives_dying_between_the_database_and_the_bus_commit(Arc::new(bus)).await;
+    survives_dying_between_the_database_and_the_bus_commit(Arc::new(bus), LIVES).await;
 }
 
+/// Redis Streams hands a dead member's pending entries out after `claim_idle`,
+/// behind newer ones: persist runs there without positions (a position would
+/// hide the late entries; the end-to-end kill test lost 600 of 3,000 matches
+/// that way), so this checks at least once and nothing missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_survives_dying_between_the_database_and_the_bus_commit() {
     let bus = RedisStreamsBus::connect(RedisStreamsConfig {
@@ -325,10 +348,12 @@ async fn redis_streams_survives_dying_between_the_database_and_the_bus_commit() 
         key_prefix: format!("{}:", unique("sstest")),
         default_partitions: PARTITIONS,
         session_timeout: Duration::from_millis(1000),
-        claim_idle: Duration::from_millis(300),
+        // Longer than a restart: the new owner reads newer entries first.
+        claim_idle: Duration::from_secs(4),
         ..RedisStreamsConfig::default()
     })
     .await
     .unwrap();
-    survives_dying_between_the_database_and_the_bus_commit(Arc::new(bus)).await;
+    assert!(!bus.redelivers_in_order());
+    survives_dying_between_the_database_and_the_bus_commit(Arc::new(bus), 20).await;
 }

@@ -16,11 +16,16 @@ use super::events::{BatchSplit, DeliveryRejected};
 use super::{Applied, PersistEvent, Source, Store};
 
 /// Persists `matches` and `players` deliveries, each exactly once per group
-/// (see [`Store::write_sourced`]).
+/// (see [`Store::write_sourced`]) on a bus that redelivers in order.
 pub struct PersistHandler {
     store: Store,
     /// The consumer group whose positions the writes move.
     group: String,
+    /// Whether to record and honour positions: only where a partition's
+    /// unacked records come back before later ones
+    /// ([`pipeline::bus::Bus::redelivers_in_order`]); elsewhere a position
+    /// would hide older records redelivered late.
+    positions: bool,
     codec: Codec,
 }
 
@@ -29,7 +34,28 @@ impl PersistHandler {
         Self {
             store,
             group: group.into(),
+            positions: true,
             codec: Codec::default(),
+        }
+    }
+
+    /// Without positions (`false`): at least once, redeliveries absorbed by
+    /// the idempotent upserts alone. For buses that redeliver out of order.
+    pub fn with_positions(mut self, positions: bool) -> Self {
+        self.positions = positions;
+        self
+    }
+
+    /// Writes `events` in one transaction, through the positions when on.
+    async fn write(
+        &self,
+        events: &[PersistEvent],
+        sources: &[Source],
+    ) -> Result<super::WriteSummary, super::PersistError> {
+        if self.positions {
+            self.store.write_sourced(&self.group, events, sources).await
+        } else {
+            self.store.write(events).await
         }
     }
 
@@ -104,8 +130,7 @@ impl PersistHandler {
             let outcome = if stalled.contains(&partition) {
                 self.store.write(event).await
             } else {
-                let sourced = std::slice::from_ref(source);
-                self.store.write_sourced(&self.group, event, sourced).await
+                self.write(event, std::slice::from_ref(source)).await
             };
             if outcome.is_err() {
                 stalled.insert(partition);
@@ -153,11 +178,7 @@ impl Handler for PersistHandler {
         if events.is_empty() {
             return outcomes;
         }
-        let results = match self
-            .store
-            .write_sourced(&self.group, &events, &sources)
-            .await
-        {
+        let results = match self.write(&events, &sources).await {
             Ok(_) => return outcomes,
             Err(err) if err.is_retriable() || events.len() == 1 => {
                 vec![Err(HandlerError::from(err)); events.len()]

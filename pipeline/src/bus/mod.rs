@@ -176,6 +176,16 @@ pub struct ResetPosition {
 pub trait Bus: Send + Sync {
     fn name(&self) -> &'static str;
 
+    /// Whether a partition's unacked records come back before any later record
+    /// of it when the partition changes owner, so "applied up to position P"
+    /// is a valid summary of what a group has done. Kafka and the in-memory bus
+    /// restart a new owner at the committed offset. Redis Streams does not: a
+    /// dead member's pending entries are claimed after `claim_idle`, while the
+    /// new owner already reads newer entries.
+    fn redelivers_in_order(&self) -> bool {
+        true
+    }
+
     /// Creates the topic with `partitions` partitions if it does not exist yet.
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError>;
 

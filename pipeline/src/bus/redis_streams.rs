@@ -246,6 +246,12 @@ async fn oldest_pending_ms(
 
 #[async_trait]
 impl Bus for RedisStreamsBus {
+    /// Abandoned pending entries are claimed after `claim_idle`, behind the
+    /// newer entries the partition's new owner reads meanwhile.
+    fn redelivers_in_order(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "redis-streams"
     }
