@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use pipeline::bus::Bus;
+use pipeline::bus::{Bus, Subscription};
 use pipeline::config::{BusConfig, ConfigError, RunnerSection};
 use pipeline::observe::{self, ObserveConfig, Readiness};
-use pipeline::runner::{Handler, RunStats, Runner};
+use pipeline::runner::{Handler, RunStats, Runner, RunnerError};
 use pipeline::schema_registry::ResolveSchemas;
 use schemas::registry::SchemaResolver;
 use schemas::topics;
@@ -304,6 +304,10 @@ pub struct Watch {
 }
 
 /// Runs the groups until `shutdown`; each drains and commits before returning.
+///
+/// A group that fails stops the others (the process restarts as a whole), but
+/// only through `shutdown`: each of them finishes the batch in hand, commits
+/// it and leaves its group before the first error is returned.
 pub async fn run_groups(
     bus: Arc<dyn Bus>,
     runner: RunnerSection,
@@ -312,16 +316,13 @@ pub async fn run_groups(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
     let dead_letters = bus.publisher().await?;
+    let members = join_all(bus.as_ref(), groups).await?;
     let mut tasks = JoinSet::new();
     let mut pools = JoinSet::new();
-    for mut group in groups {
+    for (mut group, subscription) in members {
         if let Some(pool) = group.pool.take() {
             pools.spawn(pool.run(shutdown.clone()));
         }
-        let subscription = bus
-            .subscribe(&group.id, &group.topics)
-            .await
-            .with_context(|| format!("joining group `{}`", group.id))?;
         if let Some(every) = watch.lag_every {
             observe::spawn_lag_reporter(
                 bus.clone(),
@@ -331,37 +332,84 @@ pub async fn run_groups(
                 shutdown.clone(),
             );
         }
-        let handler = match group.resolver {
-            Some(resolver) => Arc::new(ResolveSchemas::new(
-                group.handler,
-                resolver,
-                group.id.clone(),
-                shutdown.clone(),
-            )),
-            None => group.handler,
-        };
-        let mut runner = Runner::new(runner.for_group(&group.id), handler, dead_letters.clone());
+        let mut runner = Runner::new(
+            runner.for_group(&group.id),
+            with_resolver(&group, &shutdown),
+            dead_letters.clone(),
+        );
         if let Some(readiness) = &watch.readiness {
             runner = runner.with_readiness(readiness.clone());
         }
         let stop = shutdown.clone();
         tasks.spawn(async move { (group.name, runner.run(subscription, stop).await) });
     }
-    let mut stats = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (name, result) = joined?;
-        // One group failing stops the others: the process restarts as a whole.
-        if result.is_err() {
-            shutdown.cancel();
-        }
-        stats.push((
-            name,
-            result.with_context(|| format!("group `{}` stopped", name.as_str()))?,
-        ));
-    }
+    let outcome = join_runners(&mut tasks, &shutdown).await;
     // The runners are done (shutdown): the pools finish or release their jobs.
     shutdown.cancel();
     while pools.join_next().await.is_some() {}
+    let mut stats = outcome?;
     stats.sort_by_key(|(name, _)| name.as_str());
     Ok(stats)
+}
+
+/// Every group's member, or none: members that joined before one failed to
+/// leave again, having consumed nothing.
+async fn join_all(
+    bus: &dyn Bus,
+    groups: Vec<GroupSpec>,
+) -> anyhow::Result<Vec<(GroupSpec, Box<dyn Subscription>)>> {
+    let mut members = Vec::with_capacity(groups.len());
+    for group in groups {
+        match bus.subscribe(&group.id, &group.topics).await {
+            Ok(subscription) => members.push((group, subscription)),
+            Err(err) => {
+                for (_, joined) in members {
+                    let _ = joined.close().await;
+                }
+                return Err(err).with_context(|| format!("joining group `{}`", group.id));
+            }
+        }
+    }
+    Ok(members)
+}
+
+fn with_resolver(group: &GroupSpec, shutdown: &CancellationToken) -> Arc<dyn Handler> {
+    match &group.resolver {
+        Some(resolver) => Arc::new(ResolveSchemas::new(
+            group.handler.clone(),
+            resolver.clone(),
+            group.id.clone(),
+            shutdown.clone(),
+        )),
+        None => group.handler.clone(),
+    }
+}
+
+/// Waits for every runner. The first failure cancels `shutdown` so the
+/// others drain; it is returned once they have.
+async fn join_runners(
+    tasks: &mut JoinSet<(GroupName, Result<RunStats, RunnerError>)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
+    let mut stats = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let failure = match joined {
+            Ok((name, Ok(run))) => {
+                stats.push((name, run));
+                continue;
+            }
+            Ok((name, Err(err))) => {
+                anyhow::Error::new(err).context(format!("group `{}` stopped", name.as_str()))
+            }
+            Err(panicked) => anyhow::Error::new(panicked).context("a group's runner panicked"),
+        };
+        tracing::error!(error = %format!("{failure:#}"), "stopping the other groups");
+        shutdown.cancel();
+        first_error.get_or_insert(failure);
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(stats),
+    }
 }
