@@ -1260,6 +1260,11 @@ def check_k8s_semantics(c):
             if key.startswith("SCOUTSTREAM__"):
                 c.expect(env_key_known(key, reference), f"{name}: {key} names no config key")
         effective = overlay(table or {}, env)
+        serves_api = get(effective, "groups.serve_api", None)
+        if serves_api is None:
+            serves_api = "jobs" in (group or "").split(",")
+        c.expect(not serves_api or any(item["name"] == "SCOUTSTREAM__JOBS__API_TOKEN" for item in container.get("env", [])) or get(effective, "jobs.api_token"),
+                 f"{name}: serves the jobs API on the network but gets no jobs.api_token")
         bind = get(effective, "observe.bind", "127.0.0.1:9464")
         c.expect(bind.startswith("0.0.0.0:"), f"{name}: observe.bind {bind} is not reachable by the kubelet")
         port = port_of(bind)

@@ -84,6 +84,10 @@ pub struct GroupsSection {
     pub id_prefix: String,
     /// How often each group's lag is read from the bus into the lag gauges.
     pub lag_report_interval_secs: u64,
+    /// Whether this process serves the jobs and scout-report API beside
+    /// `/metrics`. Unset: the processes that run the jobs group serve it, so
+    /// enrich and cache pods need neither the database nor an API token.
+    pub serve_api: Option<bool>,
 }
 
 impl Default for GroupsSection {
@@ -92,6 +96,7 @@ impl Default for GroupsSection {
             enabled: GroupName::ALL.to_vec(),
             id_prefix: "scoutstream".into(),
             lag_report_interval_secs: 5,
+            serve_api: None,
         }
     }
 }
@@ -185,12 +190,19 @@ impl AppConfig {
         Ok(())
     }
 
+    /// Whether `run` serves the jobs API ([`GroupsSection::serve_api`]).
+    pub fn serves_api(&self) -> bool {
+        self.groups
+            .serve_api
+            .unwrap_or_else(|| self.groups.enabled.contains(&GroupName::Jobs))
+    }
+
     /// For processes that serve the jobs API (`run`): on an address other
     /// than loopback it must want a token, or anyone who reaches the port
     /// could enqueue jobs and read reports.
     pub fn validate_api_exposure(&self) -> Result<(), ConfigError> {
         let bind = &self.observe.bind;
-        if self.jobs.api_wants_token() || is_loopback(bind) {
+        if !self.serves_api() || self.jobs.api_wants_token() || is_loopback(bind) {
             return Ok(());
         }
         Err(ConfigError::invalid(

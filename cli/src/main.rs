@@ -215,7 +215,11 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             let bus = config.bus.connect().await?;
             app::ensure_topics(bus.as_ref(), &config).await?;
             let resources = groups::Resources::default();
-            let api = groups::jobs_api(&config, &bus, &resources).await?;
+            let api = if config.serves_api() {
+                groups::jobs_api(&config, &bus, &resources).await?
+            } else {
+                axum::Router::new()
+            };
             let readiness =
                 app::start_observability(&config.observe, api, shutdown.clone()).await?;
             // Connected above, so both are ready once the endpoints exist.

@@ -2,8 +2,11 @@
 //! a message that names the field.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use scoutstream::app::{AppConfig, GroupName};
 
@@ -112,4 +115,47 @@ fn run_refuses_an_open_api_on_the_network() {
         "{}",
         String::from_utf8_lossy(&unserved.stderr)
     );
+}
+
+/// Only the processes that run the jobs group serve its API (unless
+/// `groups.serve_api` says otherwise): an enrich process on the network starts
+/// with no API token and an unreachable database, and has no `/jobs`.
+#[test]
+fn an_enrich_process_needs_neither_the_database_nor_an_api_token() {
+    let port = common::free_port();
+    let work = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scoutstream"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SCOUTSTREAM__")) {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .args(["run", "--groups", "enrich"])
+        .current_dir(work.path())
+        .env("SCOUTSTREAM__OBSERVE__BIND", format!("0.0.0.0:{port}"))
+        .env(
+            "SCOUTSTREAM__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/absent",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http_get(port, "/readyz").0 != 200 {
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "enrich exited ({}) before it was ready: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "enrich never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (jobs, _) = common::http_get(port, "/jobs");
+    let (metrics, _) = common::http_get(port, "/metrics");
+    common::stop(child);
+    assert_eq!(jobs, 404, "an enrich process serves no jobs API");
+    assert_eq!(metrics, 200);
 }

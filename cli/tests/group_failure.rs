@@ -1,6 +1,8 @@
 //! One group failing in a `run` process: the others drain and commit what they
 //! hold before the process returns the error (they are not aborted mid-batch).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
