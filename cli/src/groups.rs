@@ -12,6 +12,7 @@ use consumers::persist::{PersistHandler, Store};
 use consumers::scout::ScoutService;
 use pipeline::bus::Bus;
 use pipeline::config::Backend;
+use pipeline::observe::{readiness, BusHealth, HealthCheck};
 use pipeline::runner::Handler;
 use producers::publish::EventPublisher;
 use schemas::registry::{register_writers, RegistryClient, SchemaResolver};
@@ -95,12 +96,37 @@ impl Resources {
         Ok(writer.clone())
     }
 
+    /// What `/readyz` keeps asking in this process: the bus, and the
+    /// database once a group or the API opened it. The cache is left out: it
+    /// serves from its in-process fallback while Redis is away.
+    pub fn health_checks(&self, bus: &Arc<dyn Bus>) -> Vec<Box<dyn HealthCheck>> {
+        let mut checks: Vec<Box<dyn HealthCheck>> = vec![Box::new(BusHealth(bus.clone()))];
+        if let Some(store) = self.store.get() {
+            checks.push(Box::new(StoreHealth(store.clone())));
+        }
+        checks
+    }
+
     /// The codec the groups decode with.
     fn codec(&self, config: &AppConfig) -> anyhow::Result<Codec> {
         Ok(match self.resolver(config)? {
             Some(resolver) => resolver.codec().clone(),
             None => Codec::default(),
         })
+    }
+}
+
+/// The database answers a query.
+struct StoreHealth(Store);
+
+#[async_trait::async_trait]
+impl HealthCheck for StoreHealth {
+    fn name(&self) -> &str {
+        readiness::STORES
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.check_health().await.map_err(|err| err.to_string())
     }
 }
 

@@ -222,12 +222,13 @@ async fn dispatch(command: Option<Command>) -> anyhow::Result<()> {
             };
             let readiness =
                 app::start_observability(&config.observe, api, shutdown.clone()).await?;
-            // Connected above, so both are ready once the endpoints exist.
-            readiness.register("bus");
-            readiness.set("bus", true);
             let specs = groups::build(&config, bus.clone(), &resources).await?;
-            readiness.register("stores");
-            readiness.set("stores", true);
+            pipeline::observe::spawn_health_checks(
+                readiness.clone(),
+                resources.health_checks(&bus),
+                pipeline::observe::health::DEFAULT_EVERY,
+                shutdown.clone(),
+            );
             let watch = app::Watch {
                 readiness: Some(readiness),
                 lag_every: Some(Duration::from_secs(

@@ -377,3 +377,24 @@ impl InternalEvent for SchemaRegistryUnavailable<'_> {
         counter!(names::SCHEMA_REGISTRY_LOOKUPS_TOTAL, "group" => self.group.to_string(), "result" => "failed").increment(1);
     }
 }
+
+/// A server the process depends on started or stopped answering its health
+/// check; `/readyz` follows ([`crate::observe::health`]).
+pub struct DependencyHealthChanged<'a> {
+    pub dependency: &'a str,
+    /// Why it does not answer; `None` once it does.
+    pub error: Option<&'a str>,
+}
+
+impl InternalEvent for DependencyHealthChanged<'_> {
+    fn emit(self) {
+        match self.error {
+            Some(error) => tracing::warn!(
+                dependency = self.dependency,
+                error,
+                "dependency does not answer: not ready"
+            ),
+            None => tracing::info!(dependency = self.dependency, "dependency answers"),
+        }
+    }
+}

@@ -137,9 +137,12 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
         "the group committed before the kill"
     );
     let handled_at_kill = recorder.numbers().len();
+    let healthy_before = bus.check_health().await;
     broker.script("kill");
     let outage = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // `/readyz` asks this: the broker is gone, and the check must say so.
+    let healthy_during = bus.check_health().await;
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
     broker.script("start");
     eprintln!(
         "broker down for {:.1}s; {handled_at_kill} handled at the kill",
@@ -155,6 +158,7 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
     })
     .await;
     let lag_cleared = eventually_async_lag_zero(&bus, &group, &topic).await;
+    let healthy_after = bus.check_health().await;
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
 
@@ -169,6 +173,12 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
         deliveries.len(),
         twice.len()
     );
+    assert!(healthy_before.is_ok(), "{healthy_before:?}");
+    assert!(
+        healthy_during.is_err(),
+        "the health check answered ok with the broker killed"
+    );
+    assert!(healthy_after.is_ok(), "{healthy_after:?}");
     assert!(all_handled, "every event was handled after the restart");
     assert_eq!(deliveries.len(), EVENTS);
     assert!(

@@ -141,6 +141,9 @@ pub struct WriteSummary {
     pub already_applied: usize,
 }
 
+/// How long [`Store::check_health`] waits for the database.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The persist group's database.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -218,6 +221,22 @@ impl Store {
         match self {
             Store::Postgres(_) => Postgres::NAME,
             Store::Sqlite(_) => Sqlite::NAME,
+        }
+    }
+
+    /// Whether the database answers a query now; `/readyz` asks every few seconds.
+    pub async fn check_health(&self) -> Result<(), PersistError> {
+        let query = async {
+            match self {
+                Store::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+                Store::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            }
+        };
+        match tokio::time::timeout(HEALTH_TIMEOUT, query).await {
+            Ok(answered) => answered.map_err(PersistError::database("health check")),
+            Err(_) => Err(PersistError::database("health check")(
+                sqlx::Error::PoolTimedOut,
+            )),
         }
     }
 

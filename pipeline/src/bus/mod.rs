@@ -186,6 +186,12 @@ pub trait Bus: Send + Sync {
         true
     }
 
+    /// Whether the servers behind the bus answer now; `/readyz` asks every few
+    /// seconds. The in-memory bus is always there.
+    async fn check_health(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// Creates the topic with `partitions` partitions if it does not exist yet.
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError>;
 

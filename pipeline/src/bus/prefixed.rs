@@ -38,6 +38,10 @@ impl Bus for PrefixedBus {
         self.inner.name()
     }
 
+    async fn check_health(&self) -> Result<(), BusError> {
+        self.inner.check_health().await
+    }
+
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
         self.inner
             .ensure_topic(&format!("{}{topic}", self.prefix), partitions)

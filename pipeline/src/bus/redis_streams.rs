@@ -61,6 +61,8 @@ pub struct RedisStreamsBus {
     partition_counts: Arc<Mutex<HashMap<String, u32>>>,
 }
 
+/// How long the health check waits for `PING`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 const KEY_FIELD: &str = "k";
 const PAYLOAD_FIELD: &str = "v";
 const TIME_FIELD: &str = "t";
@@ -254,6 +256,18 @@ impl Bus for RedisStreamsBus {
 
     fn name(&self) -> &'static str {
         "redis-streams"
+    }
+
+    async fn check_health(&self) -> Result<(), BusError> {
+        let mut conn = self.manager.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<()>(&mut conn);
+        match tokio::time::timeout(HEALTH_TIMEOUT, ping).await {
+            Ok(answered) => Ok(answered?),
+            Err(_) => Err(BusError::Redis(redis::RedisError::from(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to PING"),
+            ))),
+        }
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {

@@ -5,12 +5,14 @@
 //! A process installs the Prometheus recorder ([`install_recorder`]), serves it
 //! ([`serve`]) and, per consumer group, runs a [`spawn_lag_reporter`].
 //!
+//! - [`health`]: asks the bus and the stores every few seconds; `/readyz` follows.
 //! - [`names`]: every metric, its labels, unit and help text.
 //! - [`readiness`]: the named checks behind `/readyz`.
 //! - `deploy/prometheus` and `deploy/grafana` hold the scrape config, alert rules
 //!   and dashboards built on these names; `tests/observe_prometheus.rs` runs them
 //!   against a real Prometheus.
 
+pub mod health;
 pub mod lag;
 pub mod names;
 pub mod readiness;
@@ -19,6 +21,7 @@ pub mod server;
 
 use serde::Deserialize;
 
+pub use health::{spawn_health_checks, BusHealth, HealthCheck};
 pub use lag::spawn_lag_reporter;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use readiness::{Readiness, ReadinessReport};

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
-/// The bus answered (topics ensured, publisher created).
+/// The bus's servers answer ([`crate::observe::health`] asks every few seconds).
 pub const BUS: &str = "bus";
-/// The stores a group writes to (PostgreSQL, Redis) are connected.
+/// The database the process opened answers (asked like the bus).
 pub const STORES: &str = "stores";
 
 /// The check a [`crate::runner::Runner`] keeps: ready while it polls successfully.

@@ -23,19 +23,19 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 mod access;
+mod admin;
 mod batch;
 
 use batch::{BatchBuilder, TopicNames};
 
 use super::{
-    age_seconds, Bus, BusError, Delivery, PartitionLag, Publisher, Record, ResetPosition, ResetTo,
-    Subscription,
+    Bus, BusError, Delivery, PartitionLag, Publisher, Record, ResetPosition, ResetTo, Subscription,
 };
 
 /// Which consumer group protocol members speak (`group.protocol`).
@@ -84,6 +84,7 @@ impl Default for KafkaConfig {
 pub struct KafkaBus {
     config: Arc<KafkaConfig>,
     producer: FutureProducer,
+    readers: Arc<admin::Readers>,
 }
 
 impl KafkaBus {
@@ -92,6 +93,7 @@ impl KafkaBus {
         Ok(Self {
             config: Arc::new(config),
             producer,
+            readers: Arc::default(),
         })
     }
 
@@ -193,11 +195,18 @@ impl Bus for KafkaBus {
         Ok(Arc::new(self.clone()))
     }
 
+    async fn check_health(&self) -> Result<(), BusError> {
+        let (client, readers) = (self.base_config(), self.readers.clone());
+        tokio::task::spawn_blocking(move || readers.check_cluster(&client))
+            .await
+            .map_err(|e| BusError::Config(format!("health task failed: {e}")))?
+    }
+
     async fn lag(&self, group: &str, topics: &[String]) -> Result<Vec<PartitionLag>, BusError> {
-        let client = self.base_config();
+        let (client, readers) = (self.base_config(), self.readers.clone());
         let (group, topics) = (group.to_string(), topics.to_vec());
         // librdkafka's metadata and offset calls block: keep them off the runtime.
-        tokio::task::spawn_blocking(move || group_lag(client, &group, &topics))
+        tokio::task::spawn_blocking(move || readers.group_lag(&client, &group, &topics))
             .await
             .map_err(|e| BusError::Config(format!("lag task failed: {e}")))?
     }
@@ -210,7 +219,7 @@ impl Bus for KafkaBus {
     ) -> Result<Vec<ResetPosition>, BusError> {
         let client = self.base_config();
         let (group, topics) = (group.to_string(), topics.to_vec());
-        tokio::task::spawn_blocking(move || reset_group_offsets(client, &group, &topics, to))
+        tokio::task::spawn_blocking(move || admin::reset_group_offsets(client, &group, &topics, to))
             .await
             .map_err(|e| BusError::Config(format!("reset task failed: {e}")))?
     }
@@ -266,128 +275,6 @@ impl Publisher for KafkaBus {
         }
         Ok(())
     }
-}
-
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Lag per partition: high watermark minus the group's committed offset (the low
-/// watermark when it has none), and the age of the record at the committed offset.
-fn group_lag(
-    mut client: ClientConfig,
-    group: &str,
-    topics: &[String],
-) -> Result<Vec<PartitionLag>, BusError> {
-    client
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = client.create()?;
-    let mut wanted = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            wanted.add_partition(topic, partition.id());
-        }
-    }
-    let committed = consumer.committed_offsets(wanted, ADMIN_TIMEOUT)?;
-    let mut out = Vec::new();
-    for element in committed.elements() {
-        let (topic, partition) = (element.topic(), element.partition());
-        let (low, high) = consumer.fetch_watermarks(topic, partition, ADMIN_TIMEOUT)?;
-        let next = match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => low,
-        };
-        let messages = (high - next).max(0) as u64;
-        let seconds = if messages == 0 {
-            0.0
-        } else {
-            age_seconds(timestamp_at(&consumer, topic, partition, next))
-        };
-        out.push(PartitionLag {
-            topic: topic.to_string(),
-            partition,
-            messages,
-            seconds,
-        });
-    }
-    Ok(out)
-}
-
-/// Commits the target offsets for the group from outside it (the broker accepts
-/// that only while the group has no members).
-fn reset_group_offsets(
-    mut client: ClientConfig,
-    group: &str,
-    topics: &[String],
-    to: ResetTo,
-) -> Result<Vec<ResetPosition>, BusError> {
-    client
-        .set("group.id", group)
-        .set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = client.create()?;
-    let mut targets = TopicPartitionList::new();
-    let mut moved = Vec::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions())
-            .map(|p| p.id())
-            .collect();
-        if partitions.is_empty() {
-            return Err(BusError::UnknownTopic(topic.clone()));
-        }
-        for partition in partitions {
-            let offset = target_offset(&consumer, topic, partition, to)?;
-            targets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-            moved.push(ResetPosition {
-                topic: topic.clone(),
-                partition,
-                position: offset.to_string(),
-            });
-        }
-    }
-    consumer.commit(&targets, CommitMode::Sync)?;
-    Ok(moved)
-}
-
-fn target_offset(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    to: ResetTo,
-) -> Result<i64, BusError> {
-    let (low, high) = consumer.fetch_watermarks(topic, partition, ADMIN_TIMEOUT)?;
-    Ok(match to {
-        ResetTo::Earliest => low,
-        ResetTo::Latest => high,
-        ResetTo::Timestamp(ms) => {
-            let mut query = TopicPartitionList::new();
-            query.add_partition_offset(topic, partition, Offset::Offset(ms))?;
-            let found = consumer.offsets_for_times(query, ADMIN_TIMEOUT)?;
-            // No record at or after the time: nothing to replay on this partition.
-            match found.find_partition(topic, partition).map(|e| e.offset()) {
-                Some(Offset::Offset(offset)) => offset,
-                _ => high,
-            }
-        }
-    })
-}
-
-/// Publish time of the record at `offset`, read by assigning (not joining) the partition.
-fn timestamp_at(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-        .ok()?;
-    consumer.assign(&tpl).ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while std::time::Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            return message.timestamp().to_millis();
-        }
-    }
-    None
 }
 
 /// Commits stored offsets before partitions leave, and counts rebalances so a
