@@ -1,12 +1,9 @@
 //! A raw `COPY ... FROM STDIN` of `player_matches` rows into a scratch table:
 //! the baseline the batched upserts are benchmarked against.
 
-use std::fmt::Display;
-
 use sqlx::PgPool;
 
 use super::rows::PlayerMatchRow;
-use super::sql::PLAYER_MATCH_COLUMNS;
 use super::PersistError;
 
 /// Shaped like `player_matches` (types, NOT NULL, CHECK, primary key) but
@@ -38,12 +35,12 @@ pub async fn copy_player_rows_raw(
         .map_err(error("truncate copy scratch table"))?;
     let statement = format!(
         "COPY {COPY_SCRATCH_TABLE} ({}) FROM STDIN WITH (FORMAT text)",
-        PLAYER_MATCH_COLUMNS.join(", ")
+        PlayerMatchRow::COLUMNS.join(", ")
     );
     let mut copy = tx.copy_in_raw(&statement).await.map_err(error("copy in"))?;
     let mut buffer = String::with_capacity(SEND_CHUNK_BYTES + 1024);
     for row in rows {
-        push_line(&mut buffer, row);
+        row.push_copy_line(&mut buffer);
         if buffer.len() >= SEND_CHUNK_BYTES {
             copy.send(buffer.as_bytes())
                 .await
@@ -59,102 +56,6 @@ pub async fn copy_player_rows_raw(
     let loaded = copy.finish().await.map_err(error("copy in"))?;
     tx.commit().await.map_err(error("commit"))?;
     Ok(loaded)
-}
-
-/// One row in COPY's text format, fields in [`PLAYER_MATCH_COLUMNS`] order.
-fn push_line(out: &mut String, r: &PlayerMatchRow) {
-    let mut line = Line { out, first: true };
-    line.value(r.match_id);
-    line.value(r.player_slot);
-    line.opt(r.account_id);
-    line.value(r.hero_id);
-    line.value(r.kills);
-    line.value(r.deaths);
-    line.value(r.assists);
-    line.value(r.last_hits);
-    line.value(r.denies);
-    line.value(r.gold_per_min);
-    line.value(r.xp_per_min);
-    line.value(r.level);
-    line.opt(r.hero_damage);
-    line.opt(r.tower_damage);
-    line.opt(r.hero_healing);
-    line.opt(r.gold);
-    line.opt(r.gold_spent);
-    line.opt(r.net_worth);
-    line.opt(r.leaver_status);
-    line.opt(r.items.as_deref().map(json_ids));
-    line.opt(r.backpack.as_deref().map(json_ids));
-    line.text(r.persona_name.as_deref());
-    line.value(bool_text(r.is_radiant));
-    line.value(bool_text(r.won));
-    line.value(r.start_time);
-    line.value(r.source_rank);
-    line.out.push('\n');
-}
-
-/// Fields written one after another, tab separated.
-struct Line<'a> {
-    out: &'a mut String,
-    first: bool,
-}
-
-impl Line<'_> {
-    fn separate(&mut self) {
-        if !self.first {
-            self.out.push('\t');
-        }
-        self.first = false;
-    }
-
-    /// A value whose text needs no escaping (numbers, booleans, id lists).
-    fn value(&mut self, value: impl Display) {
-        self.separate();
-        self.out.push_str(&value.to_string());
-    }
-
-    fn opt(&mut self, value: Option<impl Display>) {
-        match value {
-            Some(value) => self.value(value),
-            None => self.null(),
-        }
-    }
-
-    /// Free text: COPY's text format gives backslash, tab and line breaks meaning.
-    fn text(&mut self, value: Option<&str>) {
-        let Some(value) = value else {
-            return self.null();
-        };
-        self.separate();
-        for c in value.chars() {
-            match c {
-                '\\' => self.out.push_str("\\\\"),
-                '\t' => self.out.push_str("\\t"),
-                '\n' => self.out.push_str("\\n"),
-                '\r' => self.out.push_str("\\r"),
-                c => self.out.push(c),
-            }
-        }
-    }
-
-    fn null(&mut self) {
-        self.separate();
-        self.out.push_str("\\N");
-    }
-}
-
-fn bool_text(value: bool) -> &'static str {
-    if value {
-        "t"
-    } else {
-        "f"
-    }
-}
-
-/// `[1,2,3]`: JSON with nothing COPY would read as an escape.
-fn json_ids(ids: &[i32]) -> String {
-    let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
-    format!("[{}]", ids.join(","))
 }
 
 #[cfg(test)]
@@ -192,14 +93,14 @@ mod tests {
             source_rank: 3,
         };
         let mut out = String::new();
-        push_line(&mut out, &row);
+        row.push_copy_line(&mut out);
         assert_eq!(
             out,
             "1\t128\t\\N\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t\\N\t\\N\t\\N\t\\N\t12\t\\N\t[1,0,3]\t\\N\ta\\tb\\\\c\\nd\tf\tt\t13\t3\n"
         );
         assert_eq!(
             out.trim_end().split('\t').count(),
-            PLAYER_MATCH_COLUMNS.len()
+            PlayerMatchRow::COLUMNS.len()
         );
     }
 }

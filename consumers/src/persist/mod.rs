@@ -69,6 +69,7 @@ mod error;
 mod handler;
 mod hero_pool;
 mod positions;
+mod row_def;
 mod rows;
 mod sql;
 mod unnest;

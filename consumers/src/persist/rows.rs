@@ -6,6 +6,7 @@ use std::hash::Hash;
 
 use schemas::{MatchCompleted, PlayerPerformance, PlayerProfile, ANONYMOUS_ACCOUNT_ID};
 
+use super::row_def::table_row;
 use super::PersistError;
 
 /// A `matches` row.
@@ -30,37 +31,39 @@ pub(crate) struct MatchRow {
     pub source_rank: i16,
 }
 
-/// A `player_matches` row: one player of one match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlayerMatchRow {
-    pub match_id: i64,
-    pub player_slot: i32,
-    /// `None` for anonymous players.
-    pub account_id: Option<i64>,
-    pub hero_id: i32,
-    pub kills: i32,
-    pub deaths: i32,
-    pub assists: i32,
-    pub last_hits: i32,
-    pub denies: i32,
-    pub gold_per_min: i32,
-    pub xp_per_min: i32,
-    pub level: i32,
-    pub hero_damage: Option<i64>,
-    pub tower_damage: Option<i64>,
-    pub hero_healing: Option<i64>,
-    pub gold: Option<i64>,
-    pub gold_spent: Option<i64>,
-    pub net_worth: Option<i64>,
-    pub leaver_status: Option<i32>,
-    /// `None` when the source sent no inventory.
-    pub items: Option<Vec<i32>>,
-    pub backpack: Option<Vec<i32>>,
-    pub persona_name: Option<String>,
-    pub is_radiant: bool,
-    pub won: bool,
-    pub start_time: i64,
-    pub source_rank: i16,
+table_row! {
+    /// A `player_matches` row: one player of one match. The one definition
+    /// of its columns (see [`super::row_def`]).
+    pub struct PlayerMatchRow {
+        match_id: i64 = "bigint",
+        player_slot: i32 = "integer",
+        /// `None` for anonymous players.
+        account_id: Option<i64> = "bigint",
+        hero_id: i32 = "integer",
+        kills: i32 = "integer",
+        deaths: i32 = "integer",
+        assists: i32 = "integer",
+        last_hits: i32 = "integer",
+        denies: i32 = "integer",
+        gold_per_min: i32 = "integer",
+        xp_per_min: i32 = "integer",
+        level: i32 = "integer",
+        hero_damage: Option<i64> = "bigint",
+        tower_damage: Option<i64> = "bigint",
+        hero_healing: Option<i64> = "bigint",
+        gold: Option<i64> = "bigint",
+        gold_spent: Option<i64> = "bigint",
+        net_worth: Option<i64> = "bigint",
+        leaver_status: Option<i32> = "integer",
+        /// `None` when the source sent no inventory.
+        items: Option<Vec<i32>> = "jsonb",
+        backpack: Option<Vec<i32>> = "jsonb",
+        persona_name: Option<String> = "text",
+        is_radiant: bool = "boolean",
+        won: bool = "boolean",
+        start_time: i64 = "bigint",
+        source_rank: i16 = "smallint",
+    }
 }
 
 /// A `picks_bans` row.

@@ -3,6 +3,8 @@
 
 use std::sync::LazyLock;
 
+use super::rows::PlayerMatchRow;
+
 /// A multi-row upsert: `INSERT INTO table (columns) VALUES ... ON CONFLICT`.
 pub(crate) struct Upsert {
     pub table: &'static str,
@@ -99,40 +101,10 @@ pub(crate) static MATCHES: LazyLock<Upsert> = LazyLock::new(|| {
     upsert
 });
 
-/// Same order as [`PLAYER_MATCHES`]'s binds and the COPY helper's fields.
-pub(crate) const PLAYER_MATCH_COLUMNS: &[&str] = &[
-    "match_id",
-    "player_slot",
-    "account_id",
-    "hero_id",
-    "kills",
-    "deaths",
-    "assists",
-    "last_hits",
-    "denies",
-    "gold_per_min",
-    "xp_per_min",
-    "level",
-    "hero_damage",
-    "tower_damage",
-    "hero_healing",
-    "gold",
-    "gold_spent",
-    "net_worth",
-    "leaver_status",
-    "items",
-    "backpack",
-    "persona_name",
-    "is_radiant",
-    "won",
-    "start_time",
-    "source_rank",
-];
-
 pub(crate) static PLAYER_MATCHES: LazyLock<Upsert> = LazyLock::new(|| {
     ranked_upsert(
         "player_matches",
-        PLAYER_MATCH_COLUMNS,
+        PlayerMatchRow::COLUMNS,
         &["match_id", "player_slot"],
     )
 });

@@ -247,32 +247,7 @@ where
     }
 
     pub(crate) fn bind_player(b: &mut Separated<'_, '_, DB, &'static str>, r: &PlayerMatchRow) {
-        b.push_bind(r.match_id)
-            .push_bind(r.player_slot)
-            .push_bind(r.account_id)
-            .push_bind(r.hero_id)
-            .push_bind(r.kills)
-            .push_bind(r.deaths)
-            .push_bind(r.assists)
-            .push_bind(r.last_hits)
-            .push_bind(r.denies)
-            .push_bind(r.gold_per_min)
-            .push_bind(r.xp_per_min)
-            .push_bind(r.level)
-            .push_bind(r.hero_damage)
-            .push_bind(r.tower_damage)
-            .push_bind(r.hero_healing)
-            .push_bind(r.gold)
-            .push_bind(r.gold_spent)
-            .push_bind(r.net_worth)
-            .push_bind(r.leaver_status)
-            .push_bind(r.items.clone().map(Json))
-            .push_bind(r.backpack.clone().map(Json))
-            .push_bind(r.persona_name.clone())
-            .push_bind(r.is_radiant)
-            .push_bind(r.won)
-            .push_bind(r.start_time)
-            .push_bind(r.source_rank);
+        r.bind_values(b);
     }
 
     fn bind_pick_ban(b: &mut Separated<'_, '_, DB, &'static str>, r: &PickBanRow) {

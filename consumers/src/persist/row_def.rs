@@ -1,0 +1,204 @@
+//! A table row defined once: [`table_row!`] takes each column's name, Rust
+//! type and SQL type, and derives the struct, its column list, its SQL types,
+//! its binds (one row in a multi-row `VALUES`, or one array per column for
+//! PostgreSQL's `UNNEST`) and its line in COPY's text format. A new column is
+//! one line there plus one in each migration; `tests/row_definitions.rs`
+//! checks the migrations against the definition.
+
+use std::fmt::Display;
+
+use sqlx::types::Json;
+
+/// How a field goes to the database: the value sqlx binds for it.
+pub(crate) trait ToBind {
+    type Bound;
+    fn to_bind(&self) -> Self::Bound;
+}
+
+macro_rules! bind_as_itself {
+    ($($ty:ty),*) => {$(
+        impl ToBind for $ty {
+            type Bound = $ty;
+            fn to_bind(&self) -> $ty {
+                self.clone()
+            }
+        }
+    )*};
+}
+
+bind_as_itself!(
+    i16,
+    i32,
+    i64,
+    bool,
+    Option<i32>,
+    Option<i64>,
+    Option<String>
+);
+
+/// Slot lists are stored as JSON arrays.
+impl ToBind for Option<Vec<i32>> {
+    type Bound = Option<Json<Vec<i32>>>;
+    fn to_bind(&self) -> Self::Bound {
+        self.clone().map(Json)
+    }
+}
+
+/// How a field is written in COPY's text format.
+pub(crate) trait CopyText {
+    fn push_copy(&self, line: &mut CopyLine<'_>);
+}
+
+macro_rules! copy_as_display {
+    ($($ty:ty),*) => {$(
+        impl CopyText for $ty {
+            fn push_copy(&self, line: &mut CopyLine<'_>) {
+                line.value(self);
+            }
+        }
+        impl CopyText for Option<$ty> {
+            fn push_copy(&self, line: &mut CopyLine<'_>) {
+                match self {
+                    Some(value) => line.value(value),
+                    None => line.null(),
+                }
+            }
+        }
+    )*};
+}
+
+copy_as_display!(i16, i32, i64);
+
+impl CopyText for bool {
+    fn push_copy(&self, line: &mut CopyLine<'_>) {
+        line.value(if *self { "t" } else { "f" });
+    }
+}
+
+impl CopyText for Option<String> {
+    fn push_copy(&self, line: &mut CopyLine<'_>) {
+        line.text(self.as_deref());
+    }
+}
+
+/// `[1,2,3]`: JSON with nothing COPY would read as an escape.
+impl CopyText for Option<Vec<i32>> {
+    fn push_copy(&self, line: &mut CopyLine<'_>) {
+        match self {
+            Some(ids) => {
+                let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
+                line.value(format!("[{}]", ids.join(",")));
+            }
+            None => line.null(),
+        }
+    }
+}
+
+/// One row in COPY's text format: fields tab separated, `\N` for NULL.
+pub(crate) struct CopyLine<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> CopyLine<'a> {
+    pub fn new(out: &'a mut String) -> Self {
+        Self { out, first: true }
+    }
+
+    pub fn end(self) {
+        self.out.push('\n');
+    }
+
+    fn separate(&mut self) {
+        if !self.first {
+            self.out.push('\t');
+        }
+        self.first = false;
+    }
+
+    /// A value whose text needs no escaping (numbers, booleans, id lists).
+    fn value(&mut self, value: impl Display) {
+        self.separate();
+        self.out.push_str(&value.to_string());
+    }
+
+    /// Free text: COPY's text format gives backslash, tab and line breaks meaning.
+    fn text(&mut self, value: Option<&str>) {
+        let Some(value) = value else {
+            return self.null();
+        };
+        self.separate();
+        for c in value.chars() {
+            match c {
+                '\\' => self.out.push_str("\\\\"),
+                '\t' => self.out.push_str("\\t"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                c => self.out.push(c),
+            }
+        }
+    }
+
+    fn null(&mut self) {
+        self.separate();
+        self.out.push_str("\\N");
+    }
+}
+
+/// Defines a row struct from `field: RustType = "sql type"` lines and derives
+/// what the write paths need from it, in the fields' order:
+/// - `COLUMNS` and `SQL_TYPES` (PostgreSQL's names, as `information_schema`
+///   gives them);
+/// - `bind_values`: the row's binds in a multi-row `VALUES` (either backend);
+/// - `bind_arrays`: one array per column for PostgreSQL's `UNNEST`;
+/// - `push_copy_line`: the row in COPY's text format.
+macro_rules! table_row {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident : $ty:ty = $sql:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            pub const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+            pub const SQL_TYPES: &'static [&'static str] = &[$($sql),*];
+
+            pub(crate) fn bind_values<'qb, 'args, DB>(
+                &self,
+                b: &mut sqlx::query_builder::Separated<'qb, 'args, DB, &'static str>,
+            ) where
+                DB: sqlx::Database,
+                $( for<'q> <$ty as $crate::persist::row_def::ToBind>::Bound:
+                    sqlx::Encode<'q, DB> + sqlx::Type<DB> + 'args, )*
+            {
+                $( b.push_bind($crate::persist::row_def::ToBind::to_bind(&self.$field)); )*
+            }
+
+            pub(crate) fn bind_arrays<'q>(
+                query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+                rows: &[Self],
+            ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+                $( let query = query.bind(
+                    rows.iter()
+                        .map(|row| $crate::persist::row_def::ToBind::to_bind(&row.$field))
+                        .collect::<Vec<_>>(),
+                ); )*
+                query
+            }
+
+            pub(crate) fn push_copy_line(&self, out: &mut String) {
+                let mut line = $crate::persist::row_def::CopyLine::new(out);
+                $( $crate::persist::row_def::CopyText::push_copy(&self.$field, &mut line); )*
+                line.end();
+            }
+        }
+    };
+}
+
+pub(crate) use table_row;
