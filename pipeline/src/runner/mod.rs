@@ -11,77 +11,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use schemas::codec::{Codec, Encoding};
-use schemas::DeadLetter;
+use schemas::codec::Codec;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{now_ms, BusError, Delivery, Publisher, Record, Subscription};
+use crate::bus::{now_ms, BusError, Delivery, Publisher, Subscription};
+mod dead_letters;
+mod handler;
+mod slices;
+
+pub use dead_letters::dead_letter_for;
+pub use handler::{Handler, HandlerError};
+use slices::into_partition_slices;
+
 use crate::internal_events::{
-    AssignmentChanged, BatchHandled, BusCallFailed, DeadLettered, EventsHandled, EventsReceived,
-    HandlerFailed, HandlerRetryScheduled, InternalEvent, RunnerStarted, ShutdownDrained,
+    AssignmentChanged, BatchHandled, BusCallFailed, EventsHandled, EventsReceived, HandlerFailed,
+    HandlerRetryScheduled, InternalEvent, RunnerStarted, ShutdownDrained,
 };
 use crate::observe::names::operation;
 use crate::observe::readiness::{runner_check, Readiness};
-
-/// Why one delivery could not be handled.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind}: {message}")]
-pub struct HandlerError {
-    kind: &'static str,
-    message: String,
-    retriable: bool,
-}
-
-impl HandlerError {
-    /// Will not succeed on retry (bad input, a bug): dead-letter at once.
-    pub fn permanent(kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            retriable: false,
-        }
-    }
-
-    /// May succeed later (a store that is briefly away): retry with backoff.
-    pub fn retriable(kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            retriable: true,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    pub fn is_retriable(&self) -> bool {
-        self.retriable
-    }
-}
-
-/// Application logic of a consumer group.
-#[async_trait]
-pub trait Handler: Send + Sync {
-    /// Handles deliveries of one partition, in order, and returns one outcome per
-    /// delivery. `Ok` promises the delivery's effects are durable.
-    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>>;
-
-    /// Whether a batch's first attempt may go to one [`Handler::handle`] call
-    /// holding every partition's deliveries (partition after partition, each in
-    /// order); retries stay per partition. Yes for a handler that writes a
-    /// batch in one transaction: one commit instead of one per partition.
-    fn takes_whole_batches(&self) -> bool {
-        false
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -532,231 +481,5 @@ impl Runner {
             }
             .emit();
         }
-    }
-
-    /// Logs and counts dead letters once they are durable.
-    fn dead_lettered(&self, slice: &[Delivery], attempts: &[u32], dead: &[(usize, HandlerError)]) {
-        for (i, err) in dead {
-            DeadLettered {
-                group: &self.config.group,
-                delivery: &slice[*i],
-                error_kind: err.kind(),
-                error: err.message(),
-                attempts: attempts[*i],
-            }
-            .emit();
-        }
-    }
-
-    /// Publishes dead letters; true once they are durable. Keeps trying while the
-    /// dead-letter topic is unreachable, since acking without it would lose data.
-    async fn dead_letter(
-        &self,
-        slice: &[Delivery],
-        attempts: &[u32],
-        dead: &[(usize, HandlerError)],
-        first_seen_ms: i64,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let mut records = Vec::with_capacity(dead.len());
-        for (i, err) in dead {
-            let delivery = &slice[*i];
-            let letter = dead_letter_for(
-                delivery,
-                &self.config.group,
-                err,
-                attempts[*i],
-                first_seen_ms,
-            );
-            match self.codec.encode(&letter, Encoding::SingleObject) {
-                Ok(bytes) => {
-                    records.push(Record::new(delivery.key.clone().unwrap_or_default(), bytes))
-                }
-                Err(encode_err) => {
-                    tracing::error!(error = %encode_err, "dead letter could not be encoded; leaving the event unacked");
-                    return false;
-                }
-            }
-        }
-        let mut failures = 0;
-        loop {
-            match self
-                .dead_letters
-                .publish_batch(&self.config.dead_letter_topic, &records)
-                .await
-            {
-                Ok(()) => {
-                    self.dead_lettered(slice, attempts, dead);
-                    return true;
-                }
-                Err(err) => {
-                    failures += 1;
-                    BusCallFailed {
-                        group: &self.config.group,
-                        operation: operation::PUBLISH_DEAD_LETTER,
-                        error: &err,
-                        retriable: true,
-                    }
-                    .emit();
-                    if shutdown.is_cancelled() {
-                        return false;
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(self.config.backoff(failures)) => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Splits a batch into one slice per topic-partition, in order. Deliveries
-/// come in runs of one partition; when no partition has two runs, the runs are
-/// cut off the batch whole (one copy each, none for the first).
-fn into_partition_slices(mut batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
-    let starts = run_starts(&batch);
-    let distinct = starts.iter().enumerate().all(|(i, &a)| {
-        starts[..i]
-            .iter()
-            .all(|&b| !same_partition(&batch[a], &batch[b]))
-    });
-    if !distinct {
-        return regroup(batch);
-    }
-    let mut slices: Vec<Vec<Delivery>> = starts
-        .iter()
-        .skip(1)
-        .rev()
-        .map(|&start| batch.split_off(start))
-        .collect();
-    slices.push(batch);
-    slices.reverse();
-    slices
-}
-
-fn same_partition(a: &Delivery, b: &Delivery) -> bool {
-    a.partition == b.partition && a.topic == b.topic
-}
-
-/// Where each run of one topic-partition begins.
-fn run_starts(batch: &[Delivery]) -> Vec<usize> {
-    let mut starts = Vec::new();
-    for (i, delivery) in batch.iter().enumerate() {
-        if i == 0 || !same_partition(&batch[i - 1], delivery) {
-            starts.push(i);
-        }
-    }
-    starts
-}
-
-/// The general case: a partition's runs are interleaved with others'.
-fn regroup(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
-    let mut slices: Vec<Vec<Delivery>> = Vec::new();
-    for delivery in batch {
-        match slices.iter_mut().find(|s| same_partition(&s[0], &delivery)) {
-            Some(slice) => slice.push(delivery),
-            None => slices.push(vec![delivery]),
-        }
-    }
-    slices
-}
-
-pub fn dead_letter_for(
-    delivery: &Delivery,
-    group: &str,
-    err: &HandlerError,
-    attempts: u32,
-    first_seen_ms: i64,
-) -> DeadLetter {
-    DeadLetter {
-        original: delivery.payload.to_vec(),
-        key: delivery.key.as_deref().map(<[u8]>::to_vec),
-        topic: delivery.topic.to_string(),
-        partition: Some(delivery.partition),
-        offset: delivery.offset(),
-        stream_id: delivery.stream_id().map(str::to_string),
-        consumer_group: group.to_string(),
-        error_kind: err.kind().to_string(),
-        error_message: err.message().to_string(),
-        first_seen_ms,
-        attempts: attempts as i32,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bus::Position;
-
-    fn delivery(topic: &str, partition: i32, offset: i64) -> Delivery {
-        Delivery {
-            topic: topic.into(),
-            partition,
-            position: Position::Offset(offset),
-            key: None,
-            payload: Default::default(),
-            timestamp_ms: None,
-        }
-    }
-
-    fn shape(slices: &[Vec<Delivery>]) -> Vec<Vec<(String, i32, i64)>> {
-        slices
-            .iter()
-            .map(|slice| {
-                slice
-                    .iter()
-                    .map(|d| (d.topic.to_string(), d.partition, d.offset().unwrap_or(-1)))
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn runs_of_distinct_partitions_become_slices_in_order() {
-        let batch = vec![
-            delivery("m", 1, 10),
-            delivery("m", 1, 11),
-            delivery("m", 0, 5),
-            delivery("p", 1, 7),
-            delivery("p", 1, 8),
-        ];
-        let slices = into_partition_slices(batch);
-        assert_eq!(
-            shape(&slices),
-            vec![
-                vec![("m".into(), 1, 10), ("m".into(), 1, 11)],
-                vec![("m".into(), 0, 5)],
-                vec![("p".into(), 1, 7), ("p".into(), 1, 8)],
-            ]
-        );
-    }
-
-    #[test]
-    fn interleaved_runs_of_one_partition_join_one_slice_in_order() {
-        let batch = vec![
-            delivery("m", 0, 1),
-            delivery("m", 1, 1),
-            delivery("m", 0, 2),
-            delivery("m", 1, 2),
-            delivery("m", 0, 3),
-        ];
-        let slices = into_partition_slices(batch);
-        assert_eq!(
-            shape(&slices),
-            vec![
-                vec![("m".into(), 0, 1), ("m".into(), 0, 2), ("m".into(), 0, 3)],
-                vec![("m".into(), 1, 1), ("m".into(), 1, 2)],
-            ]
-        );
-    }
-
-    #[test]
-    fn one_partition_is_one_slice() {
-        let slices = into_partition_slices(vec![delivery("m", 3, 1), delivery("m", 3, 2)]);
-        assert_eq!(
-            shape(&slices),
-            vec![vec![("m".into(), 3, 1), ("m".into(), 3, 2)]]
-        );
     }
 }
