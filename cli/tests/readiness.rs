@@ -63,3 +63,40 @@ async fn readyz_follows_the_database_going_away_and_coming_back() {
     stop(run);
     deployment.drop_database().await;
 }
+
+/// The database refusing connections for longer than a few retries is an
+/// outage to wait out, not a reason to dead-letter good events: every match
+/// published during it is persisted once the database is back, and the run
+/// dead-letters nothing.
+#[tokio::test]
+async fn persist_waits_out_a_database_outage_without_dead_letters() {
+    let deployment = Deployment::new("kafka").await;
+    // Every retry logs a warning: to a file, since a pipe nobody reads would
+    // fill and stall the process.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let run = deployment
+        .command(&["run", "--groups", "persist"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let port = deployment.observe_port;
+    wait_for_readyz(port, 200, |body| body.contains("\"stores\":true")).await;
+
+    allow_connections(&deployment.database, false).await;
+    deployment.produce(&[], 300, 7);
+    // Longer than the retries of the old attempt budget (five attempts from 100 ms).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    allow_connections(&deployment.database, true).await;
+
+    let pool = deployment.pool().await;
+    common::wait_for_count(&pool, "SELECT count(*) FROM matches", 300).await;
+    common::wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
+    let (report, _) = stop(run);
+    assert!(
+        report.contains("dead-lettered 0"),
+        "good events were dead-lettered during the outage: {report}"
+    );
+    pool.close().await;
+    deployment.drop_database().await;
+}

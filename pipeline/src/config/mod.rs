@@ -146,7 +146,9 @@ impl Default for RedisSection {
 pub struct RunnerSection {
     pub batch_size: usize,
     pub batch_wait_ms: u64,
-    pub max_attempts: u32,
+    /// Unset: a retriable error is retried until it succeeds (the partition
+    /// waits). A number: attempts before the delivery is dead-lettered.
+    pub max_attempts: Option<u32>,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub partition_concurrency: usize,
@@ -159,7 +161,7 @@ impl Default for RunnerSection {
         Self {
             batch_size: defaults.batch_size,
             batch_wait_ms: defaults.batch_wait.as_millis() as u64,
-            max_attempts: defaults.max_attempts,
+            max_attempts: None,
             backoff_initial_ms: defaults.backoff_initial.as_millis() as u64,
             backoff_max_ms: defaults.backoff_max.as_millis() as u64,
             partition_concurrency: defaults.partition_concurrency,
@@ -174,7 +176,9 @@ impl RunnerSection {
             group: group.to_string(),
             batch_size: self.batch_size,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
-            max_attempts: self.max_attempts,
+            max_attempts: self
+                .max_attempts
+                .unwrap_or(crate::runner::UNLIMITED_ATTEMPTS),
             backoff_initial: Duration::from_millis(self.backoff_initial_ms),
             backoff_max: Duration::from_millis(self.backoff_max_ms),
             partition_concurrency: self.partition_concurrency,
@@ -184,7 +188,9 @@ impl RunnerSection {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive("runner.batch_size", self.batch_size as u64)?;
-        positive("runner.max_attempts", u64::from(self.max_attempts))?;
+        if let Some(attempts) = self.max_attempts {
+            positive("runner.max_attempts", u64::from(attempts))?;
+        }
         positive(
             "runner.partition_concurrency",
             self.partition_concurrency as u64,

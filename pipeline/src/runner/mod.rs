@@ -32,12 +32,19 @@ use crate::internal_events::{
 use crate::observe::names::operation;
 use crate::observe::readiness::{runner_check, Readiness};
 
+/// [`RunnerConfig::max_attempts`] without a limit.
+pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub group: String,
     pub batch_size: usize,
     pub batch_wait: Duration,
-    /// Attempts per delivery for retriable errors, the first one included.
+    /// Attempts per delivery for retriable errors, the first one included;
+    /// then the delivery is dead-lettered. [`UNLIMITED_ATTEMPTS`] (the default)
+    /// retries until it succeeds: a retriable error is a server away (the
+    /// database restarting, the broker failing over), and dead-lettering good
+    /// events through an outage would leave them out of the store.
     pub max_attempts: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -52,7 +59,7 @@ impl RunnerConfig {
             group: group.into(),
             batch_size: 500,
             batch_wait: Duration::from_millis(200),
-            max_attempts: 5,
+            max_attempts: UNLIMITED_ATTEMPTS,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             partition_concurrency: 8,
