@@ -131,18 +131,36 @@ pub(crate) fn validate_match(m: &MatchCompleted) -> Result<(), PersistError> {
     if let Some(order) = first_duplicate(m.picks_bans.iter().map(|p| p.order)) {
         return invalid(format!("pick/ban order {order} appears twice"));
     }
+    // PostgreSQL text cannot hold NUL: caught here, it fails one event, not
+    // its whole batch (which would then be written event by event).
+    let names = m.players.iter().map(|p| p.persona_name.as_deref());
+    let teams = [&m.radiant_team, &m.dire_team].into_iter().flatten();
+    if names
+        .chain(teams.map(|t| t.name.as_deref()))
+        .flatten()
+        .chain([m.source.as_str()])
+        .any(|text| text.contains('\0'))
+    {
+        return invalid("a name holds a NUL character".to_string());
+    }
     Ok(())
 }
 
 pub(crate) fn validate_profile(p: &PlayerProfile) -> Result<(), PersistError> {
-    if (0..ANONYMOUS_ACCOUNT_ID).contains(&p.account_id) {
-        Ok(())
-    } else {
+    let invalid = |what: &str| {
         Err(PersistError::Invalid(format!(
-            "profile of account {}: not an individual account",
+            "profile of account {}: {what}",
             p.account_id
         )))
+    };
+    if !(0..ANONYMOUS_ACCOUNT_ID).contains(&p.account_id) {
+        return invalid("not an individual account");
     }
+    let texts = [&p.persona_name, &p.country, &p.avatar_url, &p.profile_url];
+    if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+        return invalid("a text field holds a NUL character");
+    }
+    Ok(())
 }
 
 fn first_duplicate<T: Eq + Hash + Copy>(mut values: impl Iterator<Item = T>) -> Option<T> {
@@ -352,6 +370,36 @@ pub(crate) fn rounds<T, K: Ord + Hash + Copy>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_in_any_name_is_invalid_before_it_reaches_the_database() {
+        let mut m = generated_match();
+        assert!(validate_match(&m).is_ok());
+        m.players[3].persona_name = Some("a\0b".into());
+        let err = validate_match(&m).unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+        assert!(err.to_string().contains("NUL"), "{err}");
+
+        let mut profile = PlayerProfile {
+            account_id: 1,
+            persona_name: None,
+            rank_tier: None,
+            leaderboard_rank: None,
+            country: Some("S\0E".into()),
+            last_seen: None,
+            avatar_url: None,
+            profile_url: None,
+            observed_at_ms: 0,
+            source: "json".into(),
+        };
+        assert_eq!(validate_profile(&profile).unwrap_err().kind(), "invalid");
+        profile.country = Some("SE".into());
+        assert!(validate_profile(&profile).is_ok());
+    }
+
+    fn generated_match() -> MatchCompleted {
+        producers::loadgen::generate_matches(1, 7).remove(0)
+    }
 
     #[test]
     fn rounds_hold_each_key_once_in_delivery_order() {
