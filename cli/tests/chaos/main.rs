@@ -102,12 +102,17 @@ fn inflict(fault: Fault, servers: &Servers, fleet: &Mutex<Fleet>, n: usize) {
             fleet.lock().unwrap().kill_one(n);
         }
         Fault::MembershipChange => {
-            let mut fleet = fleet.lock().unwrap();
-            let slot = n % PERSIST_SLOTS;
-            if fleet.live_persist() > 1 && n.is_multiple_of(2) {
-                fleet.leave(slot);
-            } else {
-                fleet.fill_persist();
+            let leaving = {
+                let mut fleet = fleet.lock().unwrap();
+                if fleet.live_persist() > 1 && n.is_multiple_of(2) {
+                    fleet.leaving(n % PERSIST_SLOTS)
+                } else {
+                    fleet.fill_persist();
+                    None
+                }
+            };
+            if let Some(member) = leaving {
+                processes::terminate(member);
             }
         }
         Fault::KillBroker => {
@@ -215,16 +220,11 @@ async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
         logs: logs.clone(),
     };
     let bus = kafka_bus(&env.brokers).await;
-    for topic in [
-        topics::MATCHES,
-        topics::PLAYERS,
-        topics::MATCHES_ENRICHED,
-        topics::JOBS,
-        topics::JOB_STATUS,
-        topics::DEAD_LETTERS,
-    ] {
-        bus.ensure_topic(topic, PARTITIONS).await.unwrap();
-    }
+    let mut config = scoutstream::app::AppConfig::default();
+    config.bus.partitions = PARTITIONS;
+    scoutstream::app::ensure_topics(bus.as_ref(), &config)
+        .await
+        .unwrap();
     migrate(&env);
     let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
     sqlx::raw_sql(check::WRITE_COUNTER)

@@ -91,11 +91,10 @@ impl Fleet {
         }
     }
 
-    /// SIGTERM: the member drains, commits and leaves.
-    pub fn leave(&mut self, slot: usize) {
-        if let Some(child) = self.persist[slot].take() {
-            terminate(child);
-        }
+    /// Takes a member out of the fleet to leave: [`terminate`] it (outside
+    /// any lock: it drains and commits first, which takes seconds).
+    pub fn leaving(&mut self, slot: usize) -> Option<Child> {
+        self.persist[slot].take()
     }
 
     /// SIGKILL one live member (the first from `from`); keeps one alive by
@@ -184,7 +183,7 @@ impl Drop for Fleet {
 }
 
 /// SIGTERM and wait; true on a clean exit.
-fn terminate(mut child: Child) -> bool {
+pub fn terminate(mut child: Child) -> bool {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -1,6 +1,6 @@
 //! What the chaos run measured, printed as the table `docs/RELIABILITY.md`
-//! keeps: per fault, the time until persist's lag was back where it was;
-//! the longest any partition's backlog went without shrinking; peak RSS per
+//! keeps: per fault, the time until persist's lag was next 0;
+//! the longest any event waited on its partition; peak RSS per
 //! process role; and the checker's counts.
 
 use std::collections::BTreeMap;
@@ -124,7 +124,7 @@ pub fn print(s: &Summary<'_>) {
             format!("{} / {}", s.persist_starts, s.persist_kills),
         ),
         (
-            "longest partition stall",
+            "longest wait of an event on its partition",
             format!("{stall:.0} s (partition {partition})"),
         ),
         (
