@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::bus::Bus;
+use pipeline::bus::{Bus, Delivery};
 use schemas::{topics, Codec, DeadLetter};
 use sqlx::{PgPool, Row};
 
@@ -49,13 +49,39 @@ impl Findings {
 
 pub async fn check(pool: &PgPool, bus: &Arc<dyn Bus>, published: &Published) -> Findings {
     let mut findings = Findings::default();
-    rows(pool, published, &mut findings).await;
+    let on_the_bus = if published.resent_chunks > 0 {
+        Some(versions_on_the_bus(bus).await)
+    } else {
+        None
+    };
+    rows(pool, published, on_the_bus.as_ref(), &mut findings).await;
     dead_letters(bus, published, &mut findings).await;
     hero_pools(pool, &mut findings).await;
     findings
 }
 
-async fn rows(pool: &PgPool, published: &Published, findings: &mut Findings) {
+/// How many times each match id is on the `matches` topic: after a resent
+/// chunk, the versions the group was given to apply.
+async fn versions_on_the_bus(bus: &Arc<dyn Bus>) -> BTreeMap<i64, u32> {
+    let mut versions: BTreeMap<i64, u32> = BTreeMap::new();
+    for delivery in read_to_the_end(bus, topics::MATCHES).await {
+        let id = delivery.key.as_deref().and_then(|key| {
+            let key = std::str::from_utf8(key).ok()?;
+            key.parse::<i64>().ok()
+        });
+        if let Some(id) = id {
+            *versions.entry(id).or_default() += 1;
+        }
+    }
+    versions
+}
+
+async fn rows(
+    pool: &PgPool,
+    published: &Published,
+    on_the_bus: Option<&BTreeMap<i64, u32>>,
+    findings: &mut Findings,
+) {
     let stored: BTreeMap<i64, (i32, i32)> = sqlx::query(
         "SELECT m.match_id, m.duration_secs, coalesce(w.writes, 0) \
          FROM matches m LEFT JOIN chaos_match_writes w USING (match_id)",
@@ -66,11 +92,18 @@ async fn rows(pool: &PgPool, published: &Published, findings: &mut Findings) {
     .iter()
     .map(|row| (row.get::<i64, _>(0), (row.get(1), row.get(2))))
     .collect();
+    let mut lost_by_the_bus = 0;
     for (id, (versions, last_duration)) in &published.matches {
+        let mut versions = *versions;
+        if let Some(on_the_bus) = on_the_bus {
+            let there = on_the_bus.get(id).copied().unwrap_or(0);
+            lost_by_the_bus += usize::from(there < versions);
+            versions = versions.max(there);
+        }
         match stored.get(id) {
             None => findings.missing += 1,
             Some((duration, writes)) => {
-                if *writes > *versions as i32 {
+                if *writes > versions as i32 {
                     findings.applied_twice += 1;
                 }
                 if duration != last_duration {
@@ -92,6 +125,9 @@ async fn rows(pool: &PgPool, published: &Published, findings: &mut Findings) {
         findings.applied_twice,
         findings.order_violations,
     );
+    findings.expect(lost_by_the_bus == 0, || {
+        format!("{lost_by_the_bus} matches published but no longer on the bus")
+    });
     findings.expect(missing == 0, || {
         format!("{missing} matches missing from the database")
     });
@@ -165,11 +201,18 @@ async fn dead_letters(bus: &Arc<dyn Bus>, published: &Published, findings: &mut 
 /// Everything on the dead-letter topic, read by a group of the checker's own.
 async fn read_dead_letters(bus: &Arc<dyn Bus>) -> Vec<DeadLetter> {
     let codec = Codec::default();
-    let mut member = bus
-        .subscribe("chaos-checker", &[topics::DEAD_LETTERS.to_string()])
+    read_to_the_end(bus, topics::DEAD_LETTERS)
         .await
-        .unwrap();
-    let mut letters = Vec::new();
+        .iter()
+        .map(|d| codec.decode::<DeadLetter>(&d.payload).unwrap())
+        .collect()
+}
+
+/// Every record of `topic`, read by a group of the checker's own.
+async fn read_to_the_end(bus: &Arc<dyn Bus>, topic: &str) -> Vec<Delivery> {
+    let group = format!("chaos-checker-{topic}");
+    let mut member = bus.subscribe(&group, &[topic.to_string()]).await.unwrap();
+    let mut records = Vec::new();
     let mut quiet = 0;
     // Quiet for 5 s after partitions are owned: the topic is read to its end.
     while quiet < 10 {
@@ -179,14 +222,10 @@ async fn read_dead_letters(bus: &Arc<dyn Bus>) -> Vec<DeadLetter> {
         } else if !batch.is_empty() {
             quiet = 0;
         }
-        letters.extend(
-            batch
-                .iter()
-                .map(|d| codec.decode::<DeadLetter>(&d.payload).unwrap()),
-        );
+        records.extend(batch);
     }
     member.close().await.unwrap();
-    letters
+    records
 }
 
 /// Every hero-pool row equals a recount of the player rows it summarises.

@@ -3,11 +3,14 @@
 //! schedule printed up front:
 //! - a persist process SIGKILLed 20 times;
 //! - a rebalance storm: three persist members, one leaving or joining every 10 s;
-//! - the Kafka broker SIGKILLed and restarted 3 times;
+//! - the broker SIGKILLed and restarted 3 times (Kafka, or Redis when the bus
+//!   is Redis Streams);
 //! - PostgreSQL stopped in immediate mode and restarted 3 times;
 //! - Redis paused (`CLIENT PAUSE 30000 ALL`) once and restarted once;
 //! - 1% poison events of five kinds ([`workload::Poison`]).
 //!
+//! It runs once with Kafka as the bus and once with Redis Streams (on the same
+//! Redis the cache uses, which then takes every Redis fault as a bus fault).
 //! Then [`check`] counts what went wrong; any count off fails the run. The
 //! size comes from `SCOUTSTREAM_CHAOS_MATCHES` (100,000 in the test command;
 //! `scripts/chaos.sh 1000000` runs the large one in release), the publishing
@@ -43,6 +46,17 @@ const SHORTEST_RUN: Duration = Duration::from_secs(120);
 const DRAIN_LIMIT: Duration = Duration::from_secs(900);
 const REDIS_PAUSE: Duration = Duration::from_secs(30);
 
+/// The bus the run puts the groups on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Kafka,
+    RedisStreams,
+}
+
+/// One chaos run at a time: two at once would share the two cores and the
+/// timings the schedule is written for.
+static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     KillPersist,
@@ -74,9 +88,10 @@ fn schedule(over: Duration) -> Vec<(Duration, Fault)> {
 
 /// The plan split by the server each fault hits, each lane in time order,
 /// each fault with its place in the whole plan.
-fn lanes(plan: Vec<(Duration, Fault)>) -> Vec<Vec<(usize, (Duration, Fault))>> {
+fn lanes(plan: Vec<(Duration, Fault)>, engine: Engine) -> Vec<Vec<(usize, (Duration, Fault))>> {
     let lane_of = |fault: Fault| match fault {
         Fault::KillPersist | Fault::MembershipChange => 0,
+        Fault::KillBroker if engine == Engine::RedisStreams => 3,
         Fault::KillBroker => 1,
         Fault::StopPostgres => 2,
         Fault::PauseRedis | Fault::RestartRedis => 3,
@@ -89,7 +104,8 @@ fn lanes(plan: Vec<(Duration, Fault)>) -> Vec<Vec<(usize, (Duration, Fault))>> {
 }
 
 struct Servers {
-    kafka: Kafka,
+    /// None when the bus is Redis Streams: Redis is the broker then.
+    kafka: Option<Kafka>,
     postgres: Postgres,
     redis: Mutex<Redis>,
 }
@@ -115,11 +131,14 @@ fn inflict(fault: Fault, servers: &Servers, fleet: &Mutex<Fleet>, n: usize) {
                 processes::terminate(member);
             }
         }
-        Fault::KillBroker => {
-            servers.kafka.kill();
-            std::thread::sleep(down);
-            servers.kafka.restart();
-        }
+        Fault::KillBroker => match &servers.kafka {
+            Some(kafka) => {
+                kafka.kill();
+                std::thread::sleep(down);
+                kafka.restart();
+            }
+            None => servers.redis.lock().unwrap().kill_and_restart(down),
+        },
         Fault::StopPostgres => {
             servers.postgres.stop_immediate();
             std::thread::sleep(down);
@@ -130,13 +149,18 @@ fn inflict(fault: Fault, servers: &Servers, fleet: &Mutex<Fleet>, n: usize) {
     }
 }
 
-async fn kafka_bus(brokers: &str) -> Arc<dyn Bus> {
+async fn chaos_bus(env: &Env) -> Arc<dyn Bus> {
     let mut config = BusConfig {
         backend: Backend::Kafka,
         partitions: PARTITIONS,
         ..BusConfig::default()
     };
-    config.kafka.brokers = brokers.to_string();
+    if env.engine == Engine::RedisStreams {
+        config.backend = Backend::RedisStreams;
+        config.redis.url = env.redis_url.clone();
+        return config.connect().await.unwrap();
+    }
+    config.kafka.brokers = env.brokers.clone();
     // Publishing waits out three broker restarts rather than give up after
     // 60 s: sending a batch again could duplicate events the checker counts.
     config
@@ -196,6 +220,17 @@ async fn wait_until_drained(bus: &Arc<dyn Bus>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
+    let _alone = ONE_RUN_AT_A_TIME.lock().await;
+    run(Engine::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_on_redis_streams_loses_duplicates_and_reorders_nothing() {
+    let _alone = ONE_RUN_AT_A_TIME.lock().await;
+    run(Engine::RedisStreams).await;
+}
+
+async fn run(engine: Engine) {
     let matches = std::env::var("SCOUTSTREAM_CHAOS_MATCHES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -206,20 +241,25 @@ async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
         .unwrap_or(MATCHES_PER_SECOND);
     let over = Duration::from_secs_f64(matches as f64 / rate).max(SHORTEST_RUN);
     let servers = Arc::new(Servers {
-        kafka: Kafka::start(),
+        kafka: (engine == Engine::Kafka).then(Kafka::start),
         postgres: Postgres::start(),
         redis: Mutex::new(Redis::start()),
     });
     let logs = std::env::temp_dir().join(format!("scoutstream-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&logs).unwrap();
     let env = Env {
-        brokers: servers.kafka.address(),
+        engine,
+        brokers: servers
+            .kafka
+            .as_ref()
+            .map(Kafka::address)
+            .unwrap_or_default(),
         database_url: servers.postgres.url(),
         redis_url: servers.redis.lock().unwrap().url(),
         partitions: PARTITIONS,
         logs: logs.clone(),
     };
-    let bus = kafka_bus(&env.brokers).await;
+    let bus = chaos_bus(&env).await;
     let mut config = scoutstream::app::AppConfig::default();
     config.bus.partitions = PARTITIONS;
     scoutstream::app::ensure_topics(bus.as_ref(), &config)
@@ -235,7 +275,7 @@ async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
 
     let plan = schedule(over);
     eprintln!(
-        "chaos: {matches} matches over {over:?}, logs in {}",
+        "chaos: {matches} matches on {engine:?} over {over:?}, logs in {}",
         logs.display()
     );
     for (at, fault) in &plan {
@@ -252,7 +292,7 @@ async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     // One lane per kind of fault: a broker restart (about 20 s) must not
     // hold back the persist kills scheduled meanwhile.
-    let lanes: Vec<_> = lanes(plan)
+    let lanes: Vec<_> = lanes(plan, engine)
         .into_iter()
         .map(|lane| {
             let (servers, fleet, timeline) = (servers.clone(), fleet.clone(), timeline.clone());
@@ -303,6 +343,7 @@ async fn chaos_on_kafka_loses_duplicates_and_reorders_nothing() {
     findings.failures.extend(stop_failures);
     let timeline = timeline.lock().unwrap();
     report::print(&report::Summary {
+        engine,
         matches,
         published: &published,
         findings: &findings,

@@ -14,6 +14,7 @@ pub const PERSIST_SLOTS: usize = 3;
 /// How every process reaches the chaos servers.
 #[derive(Clone)]
 pub struct Env {
+    pub engine: crate::Engine,
     pub brokers: String,
     pub database_url: String,
     pub redis_url: String,
@@ -32,11 +33,21 @@ impl Env {
             .append(true)
             .open(self.logs.join(format!("{name}.log")))
             .unwrap();
+        match self.engine {
+            crate::Engine::Kafka => command
+                .env("SCOUTSTREAM__BUS__BACKEND", "kafka")
+                .env("SCOUTSTREAM__BUS__KAFKA__BROKERS", &self.brokers),
+            // A killed member's partitions wait out its lease (`claim_idle`):
+            // shorter than the default 30 s, as the Kafka session is 10 s.
+            crate::Engine::RedisStreams => command
+                .env("SCOUTSTREAM__BUS__BACKEND", "redis-streams")
+                .env("SCOUTSTREAM__BUS__REDIS__URL", &self.redis_url)
+                .env("SCOUTSTREAM__BUS__REDIS__SESSION_TIMEOUT_SECS", "6")
+                .env("SCOUTSTREAM__BUS__REDIS__CLAIM_IDLE_SECS", "10"),
+        };
         command
             .args(["run", "--groups", groups])
-            .env("SCOUTSTREAM__BUS__BACKEND", "kafka")
             .env("SCOUTSTREAM__BUS__PARTITIONS", self.partitions.to_string())
-            .env("SCOUTSTREAM__BUS__KAFKA__BROKERS", &self.brokers)
             .env("SCOUTSTREAM__GROUPS__ID_PREFIX", "chaos")
             .env("SCOUTSTREAM__DATABASE__URL", &self.database_url)
             .env("SCOUTSTREAM__CACHE__REDIS_URL", &self.redis_url)

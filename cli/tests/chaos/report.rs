@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::check::Findings;
 use crate::workload::Published;
-use crate::Fault;
+use crate::{Engine, Fault};
 
 /// Persist's lag on each `matches` partition at one moment: messages, and
 /// the age in seconds of the oldest event not yet acknowledged.
@@ -57,6 +57,7 @@ impl Timeline {
 }
 
 pub struct Summary<'a> {
+    pub engine: Engine,
     pub matches: usize,
     pub published: &'a Published,
     pub findings: &'a Findings,
@@ -71,10 +72,12 @@ pub struct Summary<'a> {
 pub fn print(s: &Summary<'_>) {
     let f = s.findings;
     eprintln!(
-        "\nchaos report ({} matches, {} events published, {} poison)",
+        "\nchaos report ({:?}: {} matches, {} events published, {} poison, {} chunks sent again)",
+        s.engine,
         s.matches,
         s.published.events,
-        s.published.poison.len()
+        s.published.poison.len(),
+        s.published.resent_chunks
     );
     eprintln!("| fault | from (s) | to (s) | persist lag back to 0 after (s) |");
     eprintln!("|---|---|---|---|");

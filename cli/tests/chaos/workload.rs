@@ -53,6 +53,9 @@ pub struct Published {
     pub poison: BTreeMap<String, Poison>,
     pub player_rows: i64,
     pub events: usize,
+    /// Chunks sent again after a failed publish: some of their events may be
+    /// on the bus twice, which the checker then counts there.
+    pub resent_chunks: usize,
 }
 
 /// Publishes `count` matches (plus the second versions and the poison) at an
@@ -95,7 +98,7 @@ pub async fn publish(publisher: Arc<dyn Publisher>, count: usize, over: Duration
                 published.poison.insert(key, kind);
             }
         }
-        publish_chunk(publisher.as_ref(), &records).await;
+        published.resent_chunks += publish_chunk(publisher.as_ref(), &records).await;
         published.events += records.len();
         let due = over.mul_f64((chunk + 1) as f64 / chunks as f64);
         if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -109,22 +112,32 @@ pub async fn publish(publisher: Arc<dyn Publisher>, count: usize, over: Duration
             .entry(m.match_id)
             .and_modify(|e| *e = (e.0 + 1, m.duration_secs));
     }
-    publish_chunk(publisher.as_ref(), &rest).await;
+    published.resent_chunks += publish_chunk(publisher.as_ref(), &rest).await;
     published.events += rest.len();
     published
 }
 
-/// A failed publish fails the run: publishing again could duplicate events
-/// and blur what the checker counts. librdkafka rides out a broker restart
-/// (`message.timeout.ms` 60 s) by itself.
-async fn publish_chunk(publisher: &dyn Publisher, records: &[Record]) {
+/// Publishes `records`, again after a failure until it goes through (as a
+/// producer would); returns how many times it sent them again. librdkafka
+/// rides out a broker restart by itself (`message.timeout.ms`); Redis Streams'
+/// publisher fails while Redis is down, and a batch cut off half way may
+/// put some events on the bus twice.
+async fn publish_chunk(publisher: &dyn Publisher, records: &[Record]) -> usize {
+    const GIVE_UP: Duration = Duration::from_secs(300);
     if records.is_empty() {
-        return;
+        return 0;
     }
-    publisher
-        .publish_batch(topics::MATCHES, records)
-        .await
-        .expect("publishing rides out the faults");
+    let started = Instant::now();
+    let mut resent = 0;
+    while let Err(err) = publisher.publish_batch(topics::MATCHES, records).await {
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "publishing did not get through in {GIVE_UP:?}: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        resent += 1;
+    }
+    resent
 }
 
 fn record(codec: &Codec, m: &MatchCompleted) -> Record {

@@ -179,9 +179,8 @@ pub trait Bus: Send + Sync {
     /// Whether a partition's unacked records come back before any later record
     /// of it when the partition changes owner, so "applied up to position P"
     /// is a valid summary of what a group has done. Kafka and the in-memory bus
-    /// restart a new owner at the committed offset. Redis Streams does not: a
-    /// dead member's pending entries are claimed after `claim_idle`, while the
-    /// new owner already reads newer entries.
+    /// restart a new owner at the committed offset; Redis Streams' new owner
+    /// claims what the last one left pending before it reads anything new.
     fn redelivers_in_order(&self) -> bool {
         true
     }

@@ -3,9 +3,10 @@
 //! A topic with N partitions is N streams, `{prefix}{topic}:{p}`; a record's key
 //! picks its stream, so per-key order holds. Group members find each other in a
 //! sorted set of heartbeats and split the partitions round-robin, so one member
-//! reads a partition at a time. Entries are read with XREADGROUP and stay
-//! pending until XACK; entries a dead member left pending are taken over with
-//! XAUTOCLAIM once they have been idle for `claim_idle`.
+//! reads a partition at a time, under a lease (see `subscription.rs`). Entries
+//! are read with XREADGROUP and stay pending until XACK; a partition's next
+//! owner claims what the last one left pending (XAUTOCLAIM) before it reads
+//! anything new, so a partition's entries come in order across owners.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,8 @@ pub struct RedisStreamsConfig {
     pub max_len: usize,
     /// A member silent for this long is dead and its partitions move on.
     pub session_timeout: Duration,
-    /// Pending entries idle this long are taken over by the partition's owner.
+    /// A partition's lease lasts this long unless its holder renews it: a dead
+    /// member's partitions, with what it left pending, move on after this.
     pub claim_idle: Duration,
     /// Trust and client certificate of a `rediss://` URL.
     pub tls: crate::redis_tls::RedisTls,
@@ -103,6 +105,14 @@ impl RedisStreamsBus {
 
     fn members_key(&self, group: &str) -> String {
         format!("{}group:{group}:members", self.config.key_prefix)
+    }
+
+    /// The key whose holder alone may read `topic`'s `partition` for `group`.
+    fn lease_key(&self, group: &str, topic: &str, partition: i32) -> String {
+        format!(
+            "{}group:{group}:lease:{topic}:{partition}",
+            self.config.key_prefix
+        )
     }
 
     /// The topic's partition count, registering `wanted` if the topic is new.
@@ -250,12 +260,6 @@ async fn oldest_pending_ms(
 
 #[async_trait]
 impl Bus for RedisStreamsBus {
-    /// Abandoned pending entries are claimed after `claim_idle`, behind the
-    /// newer entries the partition's new owner reads meanwhile.
-    fn redelivers_in_order(&self) -> bool {
-        false
-    }
-
     fn name(&self) -> &'static str {
         "redis-streams"
     }

@@ -1,19 +1,113 @@
 //! A member of a consumer group on Redis Streams: heartbeats, takes its share
-//! of the partitions, reads with XREADGROUP, acks with XACK and claims what
-//! dead members left pending.
+//! of the partitions, reads with XREADGROUP and acks with XACK.
+//!
+//! A partition is read only under its lease (`…:lease:{topic}:{p}`, a key
+//! holding the member's name that expires after `claim_idle` unless renewed).
+//! Every read and every claim is a script that checks the lease first, so a
+//! member that lost a partition cannot read another entry of it. A member
+//! that takes a lease first claims every entry the group left pending on the
+//! stream, in id order, and only then reads new ones: a partition's entries
+//! reach its new owner in order, and "applied up to entry E" is a valid summary
+//! of what the group did (persist keeps it in the database).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{AsyncCommands, Value};
+use redis::{AsyncCommands, Script, Value};
 
 use super::{RedisStreamsBus, KEY_FIELD, PAYLOAD_FIELD, TIME_FIELD};
 use crate::bus::{assign_round_robin, now_ms, BusError, Delivery, Position, Subscription};
+
+/// Takes or renews each lease in KEYS for ARGV[1] for ARGV[2] ms: 2 newly
+/// taken, 1 renewed, 0 held by another member.
+static TAKE_LEASES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local out = {}
+        for i, lease in ipairs(KEYS) do
+          local holder = redis.call('GET', lease)
+          if holder == ARGV[1] then
+            redis.call('PEXPIRE', lease, ARGV[2])
+            out[i] = 1
+          elseif not holder then
+            redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+            out[i] = 2
+          else
+            out[i] = 0
+          end
+        end
+        return out",
+    )
+});
+
+/// Gives up each lease in KEYS that ARGV[1] holds.
+static RELEASE_LEASES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        for _, lease in ipairs(KEYS) do
+          if redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
+        end
+        return 0",
+    )
+});
+
+/// Claims for ARGV[2] (group ARGV[1]) the entries pending on stream KEYS[2]
+/// from cursor ARGV[3], at most ARGV[4], if it holds lease KEYS[1]; nil if not.
+static CLAIM_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('GET', KEYS[1]) ~= ARGV[2] then return false end
+        return redis.call('XAUTOCLAIM', KEYS[2], ARGV[1], ARGV[2], 0, ARGV[3], 'COUNT', ARGV[4])",
+    )
+});
+
+/// KEYS: n leases, then their n streams. Reads new entries (group ARGV[1],
+/// member ARGV[2], at most ARGV[3]) of the streams whose lease ARGV[2] holds.
+/// Returns {streams whose lease is lost, the XREADGROUP reply or {}, and when
+/// nothing was new, {stream, last id} of each to wait on}.
+static READ_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local n = #KEYS / 2
+        local streams, lost = {}, {}
+        for i = 1, n do
+          if redis.call('GET', KEYS[i]) == ARGV[2] then
+            table.insert(streams, KEYS[n + i])
+          else
+            table.insert(lost, KEYS[n + i])
+          end
+        end
+        if #streams == 0 then return {lost, {}, {}} end
+        local args = {'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
+        for _, s in ipairs(streams) do table.insert(args, s) end
+        for _ in ipairs(streams) do table.insert(args, '>') end
+        local reply = redis.call(unpack(args))
+        if reply then return {lost, reply, {}} end
+        local tails = {}
+        for _, s in ipairs(streams) do
+          local last = redis.call('XREVRANGE', s, '+', '-', 'COUNT', 1)
+          table.insert(tails, {s, last[1] and last[1][1] or '0-0'})
+        end
+        return {lost, {}, tails}",
+    )
+});
+
+/// How a leased partition is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    /// Handing out what the group left pending, from this claim cursor; no
+    /// new entry is read until the scan is through.
+    Pending { cursor: String },
+    /// Reading new entries.
+    New,
+}
+
+type Partition = (String, i32);
 
 pub struct RedisStreamsSubscription {
     bus: RedisStreamsBus,
@@ -21,16 +115,14 @@ pub struct RedisStreamsSubscription {
     group: String,
     member: String,
     /// Every partition of the subscribed topics, sorted.
-    partitions: Vec<(String, i32)>,
-    owned: Vec<(String, i32)>,
-    claim_cursors: HashMap<(String, i32), String>,
+    partitions: Vec<Partition>,
+    /// This member's share of the partitions, leased or not yet.
+    share: Vec<Partition>,
+    /// The partitions whose lease this member holds.
+    leased: BTreeMap<Partition, Reading>,
     last_heartbeat: Option<Instant>,
-    last_claim: Option<Instant>,
-    /// The last claim took entries and a scan is not through its stream yet:
-    /// claim again at once, or a backlog of abandoned entries would come back
-    /// one batch per interval (10,000 entries: minutes).
-    claim_more: bool,
-    created_groups: HashSet<(String, i32)>,
+    last_lease_attempt: Option<Instant>,
+    created_groups: HashSet<Partition>,
 }
 
 impl RedisStreamsSubscription {
@@ -40,7 +132,7 @@ impl RedisStreamsSubscription {
         bus: RedisStreamsBus,
         conn: MultiplexedConnection,
         group: &str,
-        partitions: Vec<(String, i32)>,
+        partitions: Vec<Partition>,
     ) -> Result<Self, BusError> {
         let mut subscription = Self {
             bus,
@@ -48,30 +140,45 @@ impl RedisStreamsSubscription {
             group: group.to_string(),
             member: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
             partitions,
-            owned: Vec::new(),
-            claim_cursors: HashMap::new(),
+            share: Vec::new(),
+            leased: BTreeMap::new(),
             last_heartbeat: None,
-            last_claim: None,
-            claim_more: false,
+            last_lease_attempt: None,
             created_groups: HashSet::new(),
         };
         subscription.heartbeat_and_rebalance().await?;
         Ok(subscription)
     }
 
+    /// Heartbeats and lease renewals come this often: a third of the shorter
+    /// of the session and the lease, so two may fail before either lapses.
+    fn heartbeat_interval(&self) -> Duration {
+        let config = &self.bus.config;
+        config.session_timeout.min(config.claim_idle) / 3
+    }
+
     fn heartbeat_due(&self) -> bool {
-        let interval = self.bus.config.session_timeout / 3;
+        let interval = self.heartbeat_interval();
         self.last_heartbeat
             .is_none_or(|at| at.elapsed() >= interval)
     }
 
-    /// Refreshes this member's heartbeat, forgets dead members and recomputes
-    /// which partitions this member owns.
+    /// A share partition another member still holds is asked for again this
+    /// often, so a hand-over after a clean leave takes a moment, not a heartbeat.
+    fn lease_attempt_due(&self) -> bool {
+        self.share.len() > self.leased.len()
+            && self
+                .last_lease_attempt
+                .is_none_or(|at| at.elapsed() >= Duration::from_millis(250))
+    }
+
+    /// Refreshes this member's heartbeat, forgets dead members, recomputes this
+    /// member's share and gives up the leases outside it.
     async fn heartbeat_and_rebalance(&mut self) -> Result<(), BusError> {
         let key = self.bus.members_key(&self.group);
         let now = now_ms();
         let expired = now - self.bus.config.session_timeout.as_millis() as i64;
-        let (members,): (Vec<String>,) = redis::pipe()
+        let (mut members,): (Vec<String>,) = redis::pipe()
             .zadd(&key, &self.member, now)
             .ignore()
             .zrembyscore(&key, "-inf", expired)
@@ -80,25 +187,79 @@ impl RedisStreamsSubscription {
             .query_async(&mut self.conn)
             .await?;
         self.last_heartbeat = Some(Instant::now());
+        // By name, not by heartbeat time: every member must rank them alike.
+        members.sort_unstable();
         let index = members.iter().position(|m| *m == self.member).unwrap_or(0);
-        let owned = assign_round_robin(&self.partitions, members.len(), index);
-        if owned != self.owned {
-            tracing::info!(group = %self.group, member = %self.member, partitions = ?owned, "redis streams assignment changed");
-            for tp in &owned {
-                self.ensure_group(tp).await?;
-                // A newly owned partition is checked for abandoned entries at once.
-                self.claim_cursors
-                    .entry(tp.clone())
-                    .or_insert_with(|| "0-0".into());
+        let share = assign_round_robin(&self.partitions, members.len(), index);
+        if share != self.share {
+            tracing::info!(group = %self.group, member = %self.member, partitions = ?share, "redis streams assignment changed");
+            let leaving: Vec<Partition> = self
+                .leased
+                .keys()
+                .filter(|tp| !share.contains(tp))
+                .cloned()
+                .collect();
+            self.release(&leaving).await?;
+            self.share = share;
+        }
+        self.take_leases().await
+    }
+
+    /// Renews the leases held and takes the free ones of this member's share.
+    async fn take_leases(&mut self) -> Result<(), BusError> {
+        self.last_lease_attempt = Some(Instant::now());
+        if self.share.is_empty() {
+            return Ok(());
+        }
+        let mut script = TAKE_LEASES.prepare_invoke();
+        for (topic, partition) in &self.share {
+            script.key(self.bus.lease_key(&self.group, topic, *partition));
+        }
+        script
+            .arg(&self.member)
+            .arg(self.bus.config.claim_idle.as_millis() as u64);
+        let outcomes: Vec<i64> = script.invoke_async(&mut self.conn).await?;
+        for (tp, outcome) in self.share.clone().into_iter().zip(outcomes) {
+            match outcome {
+                1 => {}
+                2 => {
+                    self.ensure_group(&tp).await?;
+                    // Held by nobody until now: whatever its last holder left
+                    // pending comes first.
+                    let reading = Reading::Pending {
+                        cursor: "0-0".into(),
+                    };
+                    self.leased.insert(tp, reading);
+                }
+                _ => {
+                    if self.leased.remove(&tp).is_some() {
+                        self.lost(&tp);
+                    }
+                }
             }
-            self.claim_cursors.retain(|tp, _| owned.contains(tp));
-            self.owned = owned;
-            self.last_claim = None;
         }
         Ok(())
     }
 
-    async fn ensure_group(&mut self, tp: &(String, i32)) -> Result<(), BusError> {
+    async fn release(&mut self, partitions: &[Partition]) -> Result<(), BusError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut script = RELEASE_LEASES.prepare_invoke();
+        for (topic, partition) in partitions {
+            script.key(self.bus.lease_key(&self.group, topic, *partition));
+            self.leased.remove(&(topic.clone(), *partition));
+        }
+        script.arg(&self.member);
+        let _: i64 = script.invoke_async(&mut self.conn).await?;
+        Ok(())
+    }
+
+    fn lost(&self, tp: &Partition) {
+        tracing::warn!(group = %self.group, member = %self.member, topic = %tp.0, partition = tp.1, "redis streams lease lost to another member");
+    }
+
+    async fn ensure_group(&mut self, tp: &Partition) -> Result<(), BusError> {
         if self.created_groups.contains(tp) {
             return Ok(());
         }
@@ -116,106 +277,163 @@ impl RedisStreamsSubscription {
         Ok(())
     }
 
-    fn claim_due(&self) -> bool {
-        let interval = (self.bus.config.claim_idle / 2).max(Duration::from_millis(100));
-        self.claim_more || self.last_claim.is_none_or(|at| at.elapsed() >= interval)
-    }
-
-    /// Takes over entries that other (dead or stuck) members left pending.
-    async fn claim_abandoned(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
-        self.last_claim = Some(Instant::now());
-        let idle_ms = self.bus.config.claim_idle.as_millis() as u64;
+    /// Hands out the entries the group left pending on newly leased
+    /// partitions, oldest first; a partition whose scan is through reads new
+    /// entries from the next poll on.
+    async fn claim_pending(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
         let mut out = Vec::new();
-        let mut more = false;
-        for tp in self.owned.clone() {
+        let scanning: Vec<(Partition, String)> = self
+            .leased
+            .iter()
+            .filter_map(|(tp, reading)| match reading {
+                Reading::Pending { cursor } => Some((tp.clone(), cursor.clone())),
+                Reading::New => None,
+            })
+            .collect();
+        for (tp, cursor) in scanning {
             if out.len() >= max {
                 break;
             }
             let stream = self.bus.stream_key(&tp.0, tp.1);
-            let cursor = self
-                .claim_cursors
-                .get(&tp)
-                .cloned()
-                .unwrap_or_else(|| "0-0".into());
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&stream)
+            let claimed: Value = CLAIM_IF_LEASED
+                .key(self.bus.lease_key(&self.group, &tp.0, tp.1))
+                .key(&stream)
                 .arg(&self.group)
                 .arg(&self.member)
-                .arg(idle_ms)
                 .arg(&cursor)
-                .arg("COUNT")
                 .arg(max - out.len())
-                .query_async(&mut self.conn)
+                .invoke_async(&mut self.conn)
                 .await?;
-            let scan_unfinished = reply.next_stream_id != "0-0";
-            self.claim_cursors
-                .insert(tp.clone(), reply.next_stream_id.clone());
-            more |= scan_unfinished && !reply.claimed.is_empty();
-            if !reply.claimed.is_empty() {
-                tracing::warn!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed entries abandoned by another member");
+            if claimed == Value::Nil {
+                self.leased.remove(&tp);
+                self.lost(&tp);
+                continue;
             }
+            let reply: StreamAutoClaimReply = redis::from_redis_value(&claimed)?;
+            if !reply.claimed.is_empty() {
+                tracing::info!(group = %self.group, stream = %stream, entries = reply.claimed.len(), "claimed the entries a partition's last owner left pending");
+            }
+            let next = if reply.next_stream_id == "0-0" {
+                Reading::New
+            } else {
+                Reading::Pending {
+                    cursor: reply.next_stream_id.clone(),
+                }
+            };
+            self.leased.insert(tp.clone(), next);
             out.extend(to_deliveries(&tp, &reply.claimed));
         }
-        // A full batch may have stopped short of streams still to scan, too.
-        self.claim_more = more || out.len() >= max;
         Ok(out)
     }
 
+    /// New entries of the partitions read live; when there are none, waits up
+    /// to `wait` for one to arrive.
     async fn read_new(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
-        if self.owned.is_empty() {
-            tokio::time::sleep(wait).await;
+        let live: Vec<Partition> = self
+            .leased
+            .iter()
+            .filter(|(_, reading)| **reading == Reading::New)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if live.is_empty() {
+            tokio::time::sleep(wait.min(Duration::from_millis(250))).await;
             return Ok(Vec::new());
         }
-        let streams: Vec<String> = self
-            .owned
+        let streams: Vec<String> = live
             .iter()
             .map(|(t, p)| self.bus.stream_key(t, *p))
             .collect();
-        let by_stream: HashMap<&str, &(String, i32)> = streams
-            .iter()
-            .map(String::as_str)
-            .zip(self.owned.iter())
-            .collect();
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.member)
-            .arg("COUNT")
-            .arg(max);
-        cmd.arg("BLOCK")
-            .arg(wait.as_millis().max(1) as u64)
-            .arg("STREAMS");
-        cmd.arg(&streams);
-        for _ in &streams {
-            cmd.arg(">");
+        let mut script = READ_IF_LEASED.prepare_invoke();
+        for (topic, partition) in &live {
+            script.key(self.bus.lease_key(&self.group, topic, *partition));
         }
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.conn).await?;
+        for stream in &streams {
+            script.key(stream);
+        }
+        script.arg(&self.group).arg(&self.member).arg(max);
+        let (lost, reply, tails): (Vec<String>, Value, Vec<(String, String)>) =
+            script.invoke_async(&mut self.conn).await?;
+        for stream in &lost {
+            if let Some(index) = streams.iter().position(|s| s == stream) {
+                self.leased.remove(&live[index]);
+                self.lost(&live[index]);
+            }
+        }
+        if !tails.is_empty() {
+            self.wait_for_entries(&tails, wait).await?;
+            return Ok(Vec::new());
+        }
+        let reply: StreamReadReply = match reply {
+            Value::Array(ref items) if items.is_empty() => StreamReadReply::default(),
+            other => redis::from_redis_value(&other)?,
+        };
         let mut out = Vec::new();
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(tp) = by_stream.get(stream.key.as_str()) else {
-                continue;
-            };
-            out.extend(to_deliveries(tp, &stream.ids));
+        for stream in reply.keys {
+            if let Some(index) = streams.iter().position(|s| *s == stream.key) {
+                out.extend(to_deliveries(&live[index], &stream.ids));
+            }
         }
         Ok(out)
+    }
+
+    /// Blocks until an entry after `tails` (stream, last id) arrives or `wait`
+    /// passes, reading nothing for the group: the next poll reads it.
+    async fn wait_for_entries(
+        &mut self,
+        tails: &[(String, String)],
+        wait: Duration,
+    ) -> Result<(), BusError> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS");
+        for (stream, _) in tails {
+            cmd.arg(stream);
+        }
+        for (_, last) in tails {
+            cmd.arg(last);
+        }
+        let _: Value = cmd.query_async(&mut self.conn).await?;
+        Ok(())
     }
 
     async fn poll_once(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         if self.heartbeat_due() {
             self.heartbeat_and_rebalance().await?;
+        } else if self.lease_attempt_due() {
+            self.take_leases().await?;
         }
-        if self.claim_due() {
-            let claimed = self.claim_abandoned(max).await?;
-            if !claimed.is_empty() {
-                return Ok(claimed);
-            }
+        let claimed = self.claim_pending(max).await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
         }
-        // Never block past the next heartbeat, or this member would look dead.
-        let wait = wait.min(self.bus.config.session_timeout / 3);
+        // Never block past the next heartbeat, or this member would look dead,
+        // nor long while a share partition waits for its lease.
+        let mut wait = wait.min(self.heartbeat_interval());
+        if self.share.len() > self.leased.len() {
+            wait = wait.min(Duration::from_millis(250));
+        }
         self.read_new(max, wait).await
     }
 
+    /// After a failed call the connection is new and a reply may have been
+    /// lost on the old one: entries the group handed this member but it never
+    /// saw would stay pending behind newer ones. Every leased partition goes
+    /// through its pending entries again first (the runner absorbs copies of
+    /// what it already has).
+    fn reread_pending(&mut self) {
+        for reading in self.leased.values_mut() {
+            *reading = Reading::Pending {
+                cursor: "0-0".into(),
+            };
+        }
+    }
+
     async fn leave(&mut self) -> Result<(), BusError> {
+        let leased: Vec<Partition> = self.leased.keys().cloned().collect();
+        self.release(&leased).await?;
         let key = self.bus.members_key(&self.group);
         let _: () = self.conn.zrem(key, &self.member).await?;
         Ok(())
@@ -230,7 +448,7 @@ fn field_bytes(entry: &StreamId, field: &str) -> Option<Vec<u8>> {
 }
 
 /// The deliveries of one stream's entries, sharing one topic name.
-fn to_deliveries(tp: &(String, i32), entries: &[StreamId]) -> Vec<Delivery> {
+fn to_deliveries(tp: &Partition, entries: &[StreamId]) -> Vec<Delivery> {
     let topic: Arc<str> = Arc::from(tp.0.as_str());
     entries
         .iter()
@@ -266,6 +484,7 @@ impl Subscription for RedisStreamsSubscription {
                 // restarts: open a new one for the next poll.
                 if let Ok(conn) = self.bus.blocking_connection().await {
                     self.conn = conn;
+                    self.reread_pending();
                 }
             }
         }
@@ -290,8 +509,8 @@ impl Subscription for RedisStreamsSubscription {
         Ok(())
     }
 
-    fn assignment(&self) -> Vec<(String, i32)> {
-        self.owned.clone()
+    fn assignment(&self) -> Vec<Partition> {
+        self.leased.keys().cloned().collect()
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), BusError> {
