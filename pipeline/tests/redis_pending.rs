@@ -2,6 +2,7 @@
 //! holding 10,000 pending entries dies (no ack, no leave); another member of
 //! the group must have them all within `claim_idle` + 5 s, and `XPENDING` ends
 //! at 0. Entries trimmed away while pending are dropped, not claimed forever.
+//! And a drained group shows no lag after Redis reloads its append-only file.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -155,4 +156,105 @@ async fn a_dead_members_pending_entries_come_back_in_time_and_trimmed_ones_do_no
         "the pending list emptied within claim_idle + 5 s"
     );
     survivor.close().await.unwrap();
+}
+
+/// A Redis of the test's own, writing an append-only file, that it can kill.
+struct AofRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl AofRedis {
+    fn start() -> Self {
+        let mut redis = Self {
+            dir: tempfile::tempdir().unwrap(),
+            port: common::free_port(),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL (if running), then a start on the same append-only file.
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get_connection()
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis-server never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AofRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// After Redis reloads its append-only file, `XINFO GROUPS` no longer knows a
+/// group's `lag` (or reports a stale one); a group that has everything must
+/// still show lag 0, or a drain that waits for it never ends (the chaos run on
+/// Redis Streams hung on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_group_shows_no_lag_after_redis_reloads_its_append_only_file() {
+    let mut redis = AofRedis::start();
+    let config = RedisStreamsConfig {
+        url: redis.url(),
+        ..config("lag:")
+    };
+    let bus = RedisStreamsBus::connect(config.clone()).await.unwrap();
+    let topic = "reloaded";
+    bus.ensure_topic(topic, PARTITIONS).await.unwrap();
+    publish(&bus, topic, 200).await;
+    let mut member = bus.subscribe("g", &[topic.to_string()]).await.unwrap();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read < 200 && Instant::now() < deadline {
+        let batch = member.poll(100, Duration::from_millis(200)).await.unwrap();
+        member.ack(&batch).await.unwrap();
+        read += batch.len();
+    }
+    assert_eq!(read, 200);
+    member.close().await.unwrap();
+    let behind =
+        |lag: Vec<pipeline::bus::PartitionLag>| -> u64 { lag.iter().map(|p| p.messages).sum() };
+    assert_eq!(behind(bus.lag("g", &[topic.to_string()]).await.unwrap()), 0);
+
+    redis.restart();
+    let bus = RedisStreamsBus::connect(config).await.unwrap();
+    let lag = bus.lag("g", &[topic.to_string()]).await.unwrap();
+    assert_eq!(
+        behind(lag),
+        0,
+        "nothing is left to deliver after the reload"
+    );
+    publish(&bus, topic, 30).await;
+    let lag = bus.lag("g", &[topic.to_string()]).await.unwrap();
+    assert!(behind(lag) >= 30, "new entries still show as lag");
 }

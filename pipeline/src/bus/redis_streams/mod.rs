@@ -160,7 +160,15 @@ impl RedisStreamsBus {
             // No such group yet: everything in the stream is unprocessed.
             None => (length, first_entry_ms(&mut conn, &stream, "-").await?),
             Some(info) => {
-                let undelivered = info.lag.unwrap_or(length);
+                let last_entry = last_entry_id(&mut conn, &stream).await?;
+                let undelivered = if !is_after(last_entry.as_deref(), &info.last_delivered_id) {
+                    // Everything was delivered. XINFO's `lag` is not to be
+                    // trusted then: after Redis reloads its append-only file it
+                    // can stay at hundreds with nothing left to deliver.
+                    0
+                } else {
+                    info.lag.filter(|lag| *lag > 0).unwrap_or(length)
+                };
                 let oldest_pending = oldest_pending_ms(&mut conn, &stream, group).await?;
                 let oldest_new = if undelivered > 0 {
                     first_entry_ms(&mut conn, &stream, &format!("({}", info.last_delivered_id))
@@ -219,6 +227,34 @@ async fn group_info(
             last_delivered_id: as_string(g.get("last-delivered-id"))
                 .unwrap_or_else(|| "0-0".into()),
         }))
+}
+
+/// Whether stream id `id` comes after `than` (`ms-seq` compared as numbers).
+fn is_after(id: Option<&str>, than: &str) -> bool {
+    let parse = |id: &str| -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    };
+    match (id.and_then(parse), parse(than)) {
+        (Some(id), Some(than)) => id > than,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+async fn last_entry_id(
+    conn: &mut ConnectionManager,
+    stream: &str,
+) -> Result<Option<String>, BusError> {
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(entries.ids.first().map(|e| e.id.clone()))
 }
 
 fn id_millis(id: &str) -> Option<i64> {
@@ -390,5 +426,19 @@ impl Publisher for RedisStreamsBus {
         let mut conn = self.manager.clone();
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_after;
+
+    #[test]
+    fn stream_ids_compare_as_numbers() {
+        assert!(is_after(Some("10-0"), "9-5"));
+        assert!(is_after(Some("5-10"), "5-9"));
+        assert!(!is_after(Some("5-9"), "5-9"));
+        assert!(!is_after(None, "0-0"));
+        assert!(is_after(Some("1-0"), "0"));
     }
 }
