@@ -43,15 +43,8 @@ pub(crate) enum RedisFailure {
 impl From<RedisError> for RedisFailure {
     fn from(err: RedisError) -> Self {
         let away = err.is_io_error()
-            || matches!(
-                err.kind(),
-                ErrorKind::BusyLoadingError
-                    | ErrorKind::TryAgain
-                    | ErrorKind::ClusterDown
-                    | ErrorKind::MasterDown
-                    | ErrorKind::ReadOnly
-                    | ErrorKind::AuthenticationFailed
-            );
+            || pipeline::bus::redis_is_busy(&err)
+            || err.kind() == ErrorKind::AuthenticationFailed;
         if away {
             RedisFailure::Unavailable(err.to_string())
         } else {

@@ -118,8 +118,9 @@ impl BusError {
 
 /// Redis answering but not serving yet: loading its append-only file after a
 /// restart (`LOADING`, seconds for a large one), or a failover under way. It
-/// serves again by itself; giving up would stop the group for good.
-fn redis_is_busy(err: &redis::RedisError) -> bool {
+/// serves again by itself; giving up would stop the group for good. The
+/// cache uses it too, to fall back to memory meanwhile.
+pub fn redis_is_busy(err: &redis::RedisError) -> bool {
     use redis::ErrorKind;
     matches!(
         err.kind(),
