@@ -8,7 +8,8 @@
 #     API at http://127.0.0.1:8081/apis/ccompat/v7, see scripts/registry.sh;
 #   - Prometheus and promtool (Debian), installed only: the dashboard test starts its own;
 #   - OpenSSL's headers and pkg-config (Debian), which librdkafka's TLS and SASL build needs.
-# `scripts/services.sh packages` installs the packages only (the build needs them first).
+# `scripts/services.sh packages` installs the packages only (the build needs them first);
+# `scripts/services.sh sweep` drops the databases earlier test runs left behind.
 # Exits non-zero with a message naming what could not be installed or started.
 set -euo pipefail
 
@@ -114,9 +115,29 @@ start_postgres() {
   fi
 }
 
+# Every test database carries a random hex id after one of these prefixes. A test
+# killed midway, or one that keeps its database to show it, leaves it behind:
+# 140 of them held 2.5 GB here before the test command swept them.
+DEBRIS_DATABASES='^ss(test|jobs|rows|e2e|probe)_[0-9a-z_]+$|^repro[0-9]+$'
+
+sweep_databases() {
+  port_open 5432 || die "sweep: postgresql is not running; start it first"
+  local names count=0
+  names="$(psql -h 127.0.0.1 -U postgres -d postgres -tAc \
+    "select datname from pg_database where datname ~ '$DEBRIS_DATABASES'")" ||
+    die "sweep: could not list the databases"
+  for name in $names; do
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "drop database if exists \"$name\" with (force)" ||
+      die "sweep: could not drop database $name"
+    count=$((count + 1))
+  done
+  say "sweep: dropped $count test databases earlier runs left behind"
+}
+
 started=$(date +%s)
 install_debian_packages
 [ "${1:-}" = packages ] && exit 0
+[ "${1:-}" = sweep ] && { sweep_databases; exit 0; }
 start_postgres
 start_redis
 bash "$HERE/kafka.sh" start

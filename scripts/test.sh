@@ -9,8 +9,10 @@ bash scripts/services.sh
 bash scripts/python-env.sh >/dev/null
 # Licences, banned crates and sources of the dependency tree (deny.toml).
 bash scripts/supply-chain.sh
-# Topics of earlier runs (random hex ids) go first: one run at a time per broker.
+# Topics and databases of earlier runs (random hex ids) go first: one run at a
+# time per broker and per PostgreSQL.
 bash scripts/kafka.sh sweep
+bash scripts/services.sh sweep
 
 export SCOUTSTREAM_KAFKA_BROKERS="${SCOUTSTREAM_KAFKA_BROKERS:-127.0.0.1:9092}"
 export SCOUTSTREAM_REDIS_URL="${SCOUTSTREAM_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -30,6 +32,8 @@ set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests -- --test-threads 2 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# What this run left behind goes too: a full disk fails the next build.
+bash scripts/services.sh sweep || true
 awk '/^test result:/ { passed += $4; failed += $6; skipped += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$log"
 exit "$status"
