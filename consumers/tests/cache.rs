@@ -513,6 +513,88 @@ async fn a_newer_match_drops_the_scout_report_an_older_one_keeps_it() {
     );
 }
 
+/// Every key under `prefix` with its value, the prefix cut off.
+async fn snapshot(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for key in raw_keys(conn, &format!("{prefix}*")).await {
+        let value = raw_get(conn, &key).await.unwrap();
+        found.push((key[prefix.len()..].to_string(), value));
+    }
+    found
+}
+
+/// The handler folds a batch into one pipeline (the last summary of a match,
+/// each player's newest start, each account's merged profile): what it leaves
+/// must be what the same deliveries leave one at a time. The batch's Redis is
+/// new, so its first pipeline also meets `NOSCRIPT` and must load the script.
+#[tokio::test]
+async fn a_batch_leaves_what_its_deliveries_leave_one_at_a_time() {
+    let fresh = PrivateRedis::start().await;
+    let (batched, single) = (config(&fresh.url()), config(&fresh.url()));
+    let scout = keys::scout_player_key(PRO_PLAYER);
+    let profiled_scout = keys::scout_player_key(PROFILED);
+    let deliveries = vec![
+        delivery(topics::MATCHES, &pro_match_shifted(0, 0)),
+        delivery(topics::PLAYERS, &fixture_profile(RANK, 1_000)),
+        delivery(topics::MATCHES, &pro_match_shifted(2, 7_200)),
+        raw_delivery(topics::MATCHES, b"not avro".to_vec()),
+        delivery(topics::MATCHES, &pro_match_shifted(0, 0)),
+        delivery(topics::MATCHES, &pro_match_shifted(-1, -86_400)),
+        delivery(topics::PLAYERS, &fixture_profile(SUMMARIES, 2_000)),
+        delivery(topics::PLAYERS, &fixture_profile(RANK, 500)),
+        delivery(topics::MATCHES, &fixture_match(PUB)),
+        delivery(topics::PLAYERS, &fixture_profile(SUMMARIES, 2_000)),
+    ];
+    let mut outcomes = Vec::new();
+    for (config, whole) in [(&batched, true), (&single, false)] {
+        let handler = handler_on(config.clone()).await;
+        let cache = handler.cache();
+        cache.set(&scout, "report", config.scout_ttl()).await;
+        cache
+            .set(&profiled_scout, "report", config.scout_ttl())
+            .await;
+        let results = if whole {
+            handler.handle(&deliveries).await
+        } else {
+            let mut results = Vec::new();
+            for one in &deliveries {
+                results.extend(handler.handle(std::slice::from_ref(one)).await);
+            }
+            results
+        };
+        assert!(!cache.is_on_fallback(), "every write reached Redis");
+        outcomes.push(results.iter().map(Result::is_ok).collect::<Vec<_>>());
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0].iter().filter(|ok| !**ok).count(), 1);
+
+    let mut conn = raw(&fresh.url()).await;
+    let left = snapshot(&mut conn, &batched.key_prefix).await;
+    assert_eq!(left, snapshot(&mut conn, &single.key_prefix).await);
+    let value_of = |key: &str| left.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let newest = pro_match_shifted(2, 7_200);
+    assert_eq!(
+        value_of(&keys::latest_match_key(PRO_PLAYER)),
+        Some(newest.start_time.to_string())
+    );
+    assert_eq!(value_of(&scout), None, "a newer match dropped the report");
+    assert_eq!(
+        value_of(&profiled_scout),
+        None,
+        "a newer match and a new profile dropped it"
+    );
+    let profile: Value =
+        serde_json::from_str(&value_of(&keys::player_key(PROFILED)).unwrap()).unwrap();
+    assert_eq!(
+        (profile["source"].as_str(), profile["rank_tier"].as_i64()),
+        (Some("steam_summaries"), Some(80))
+    );
+    for id in [0, 2, -1] {
+        let m = pro_match_shifted(id, 0);
+        assert!(value_of(&keys::match_key(m.match_id)).is_some());
+    }
+}
+
 #[tokio::test]
 async fn set_if_newer_invalidates_only_when_it_writes() {
     let config = config(&shared_redis_url());

@@ -32,7 +32,7 @@ use consumers::persist::{PlayerReport, Store, TeamReport, DATABASE_URL_ENV, DEFA
 use consumers::scout::{team_key, ScoutService};
 use futures::FutureExt;
 use pipeline::bus::memory::MemoryBus;
-use pipeline::bus::{Bus, BusError, Delivery, Position, Publisher, Record};
+use pipeline::bus::{now_ms, Bus, BusError, Delivery, Position, Publisher, Record};
 use pipeline::runner::{Handler, RunStats, Runner, RunnerConfig};
 use producers::loadgen::generate_matches;
 use schemas::codec::{Codec, Encoding};
@@ -566,13 +566,6 @@ fn request(job_type: JobType, subject_id: i64) -> JobRequested {
         requested_at_ms: now_ms(),
         max_attempts: None,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn runner_config(group: &str) -> RunnerConfig {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{numbered_records, parse_number, unique, Backend, PARTITIONS};
 use pipeline::bus::kafka::{GroupProtocol, KafkaBus};
-use pipeline::bus::{Bus, BusError, Delivery, Subscription};
+use pipeline::bus::{now_ms, Bus, BusError, Delivery, Subscription};
 use pipeline::runner::{Handler, HandlerError, Runner, RunnerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -33,13 +33,6 @@ const BATCH: usize = 25;
 /// How long a handled event may stay uncommitted: Kafka's auto-commit
 /// interval (1 s; Redis Streams acks each batch at once) plus scheduling slack.
 const COMMIT_WINDOW_MS: i64 = 2_500;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Appends each handled number and the time to a file and syncs it: the durable effect.
 struct FileSink {

@@ -1,6 +1,6 @@
 //! [`CacheHandler`]: keeps the cache up to date from `matches` and `players`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use pipeline::bus::Delivery;
@@ -8,10 +8,12 @@ use pipeline::runner::{Handler, HandlerError};
 use schemas::codec::Codec;
 use schemas::{topics, CodecError, Event, MatchCompleted, PlayerProfile, ANONYMOUS_ACCOUNT_ID};
 
+use super::config::CacheConfig;
 use super::keys;
 use super::layer::Cache;
-use super::newer::{NewerWrite, VersionAt};
+use super::newer::VersionAt;
 use super::summary::MatchSummary;
+use super::write::CacheWrite;
 
 /// Why one delivery could not be cached. None is retriable: a cache write
 /// always lands, in Redis or in memory.
@@ -77,10 +79,10 @@ impl CacheHandler {
         &self.cache
     }
 
-    async fn handle_one(&self, delivery: &Delivery) -> Result<(), CacheHandlerError> {
+    fn decode_one(&self, delivery: &Delivery) -> Result<Decoded, CacheHandlerError> {
         match &*delivery.topic {
-            topics::MATCHES => self.cache_match(&self.decode(delivery)?).await,
-            topics::PLAYERS => self.cache_profile(&self.decode(delivery)?).await,
+            topics::MATCHES => self.decode(delivery).map(Decoded::Match),
+            topics::PLAYERS => self.decode(delivery).map(Decoded::Profile),
             other => Err(CacheHandlerError::UnknownTopic(other.to_string())),
         }
     }
@@ -95,66 +97,155 @@ impl CacheHandler {
             })
     }
 
-    async fn cache_match(&self, m: &MatchCompleted) -> Result<(), CacheHandlerError> {
-        let summary = to_json("match summary", &MatchSummary::from(m))?;
-        let ttl = self.cache.config().match_ttl();
-        self.cache
-            .set(&keys::match_key(m.match_id), &summary, ttl)
-            .await;
-        // Concurrent: one round trip's latency for all players, not ten.
-        let markers = known_players(m)
+    /// The cached profiles of every account the batch has a profile for,
+    /// read in one round trip.
+    async fn cached_profiles(&self, decoded: &[Result<Decoded, CacheHandlerError>]) -> Profiles {
+        let accounts: Vec<i64> = decoded
+            .iter()
+            .filter_map(|d| match d {
+                Ok(Decoded::Profile(p)) => Some(p.account_id),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .map(|account_id| self.mark_latest_match(account_id, m.start_time));
-        futures::future::join_all(markers).await;
+            .collect();
+        let keys: Vec<String> = accounts.iter().map(|id| keys::player_key(*id)).collect();
+        let cached = self.cache.get_many(&keys).await;
+        accounts
+            .into_iter()
+            .zip(cached)
+            .map(|(account_id, json)| {
+                let cached = json.and_then(|json| serde_json::from_str(&json).ok());
+                (account_id, ProfileState::new(cached))
+            })
+            .collect()
+    }
+}
+
+/// A delivery decoded into the event its topic carries.
+enum Decoded {
+    Match(MatchCompleted),
+    Profile(PlayerProfile),
+}
+
+/// One account's cached profile and what the batch has made of it so far.
+struct ProfileState {
+    cached: Option<PlayerProfile>,
+    current: Option<PlayerProfile>,
+    /// Indexes of the batch's deliveries that fed `current`.
+    deliveries: Vec<usize>,
+}
+
+impl ProfileState {
+    fn new(cached: Option<PlayerProfile>) -> Self {
+        Self {
+            current: cached.clone(),
+            cached,
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Merges the next profile of the account in; an older or the same
+    /// profile with nothing new changes nothing.
+    fn merge(&mut self, index: usize, profile: &PlayerProfile) {
+        self.deliveries.push(index);
+        self.current = Some(match &self.current {
+            Some(current) => merge_profiles(profile, current),
+            None => profile.clone(),
+        });
+    }
+
+    fn changed(&self) -> bool {
+        self.current != self.cached
+    }
+}
+
+type Profiles = BTreeMap<i64, ProfileState>;
+
+/// The writes one batch makes, folded so each key is written once: the last
+/// summary of a match, each player's newest start time, each account's
+/// profile merged in delivery order. The result is what the deliveries give
+/// applied one at a time, as every write is a plain set, a delete or a
+/// compare-and-set on a growing version.
+#[derive(Default)]
+struct BatchWrites {
+    summaries: BTreeMap<i64, String>,
+    latest_match: BTreeMap<i64, i64>,
+}
+
+impl BatchWrites {
+    fn add_match(&mut self, m: &MatchCompleted) -> Result<(), CacheHandlerError> {
+        let summary = to_json("match summary", &MatchSummary::from(m))?;
+        self.summaries.insert(m.match_id, summary);
+        for account_id in known_players(m) {
+            let latest = self.latest_match.entry(account_id).or_insert(m.start_time);
+            *latest = (*latest).max(m.start_time);
+        }
         Ok(())
     }
 
-    /// Moves the player's newest-match marker forward, dropping their derived
-    /// keys in the same step; an older or the same match changes nothing.
-    async fn mark_latest_match(&self, account_id: i64, start_time: i64) {
-        let marker = keys::latest_match_key(account_id);
-        let derived = keys::derived_player_keys(account_id);
-        let value = start_time.to_string();
-        self.cache
-            .set_if_newer(NewerWrite {
-                key: &marker,
-                value: &value,
+    fn into_writes(self, config: &CacheConfig) -> Vec<CacheWrite> {
+        let summaries = self
+            .summaries
+            .into_iter()
+            .map(|(match_id, summary)| CacheWrite::Set {
+                key: keys::match_key(match_id),
+                value: summary,
+                ttl: config.match_ttl(),
+            });
+        // Moves each player's newest-match marker forward, dropping their
+        // derived keys in the same step; an older or the same match changes nothing.
+        let markers = self
+            .latest_match
+            .into_iter()
+            .map(|(account_id, start_time)| CacheWrite::SetIfNewer {
+                key: keys::latest_match_key(account_id),
+                value: start_time.to_string(),
                 version: start_time,
                 version_at: VersionAt::Value,
-                ttl: self.cache.config().match_ttl(),
-                invalidate: &derived,
-            })
-            .await;
+                ttl: config.match_ttl(),
+                invalidate: keys::derived_player_keys(account_id),
+            });
+        summaries.chain(markers).collect()
     }
+}
 
-    /// Caches the player's profile merged with what is cached: sources carry
-    /// different fields (a rank record, a Steam summary), so the newer profile's
-    /// known fields win and the older one fills the gaps, as in the database.
-    /// One player's profiles share a partition, so this read-merge-write is not raced.
-    async fn cache_profile(&self, profile: &PlayerProfile) -> Result<(), CacheHandlerError> {
-        let key = keys::player_key(profile.account_id);
-        let cached: Option<PlayerProfile> = self
-            .cache
-            .get(&key)
-            .await
-            .and_then(|json| serde_json::from_str(&json).ok());
-        let merged = match &cached {
-            Some(cached) => merge_profiles(profile, cached),
-            None => profile.clone(),
+/// The writes of the profiles that changed. Profiles merge with what is
+/// cached: sources carry different fields (a rank record, a Steam summary), so
+/// the newer profile's known fields win and the older one fills the gaps, as
+/// in the database. One player's profiles share a partition, so this
+/// read-merge-write is not raced.
+fn profile_writes(
+    profiles: Profiles,
+    config: &CacheConfig,
+    outcomes: &mut [Result<(), HandlerError>],
+) -> Vec<CacheWrite> {
+    let mut writes = Vec::new();
+    for (account_id, state) in profiles {
+        let Some(current) = state.current.as_ref().filter(|_| state.changed()) else {
+            continue; // redeliveries or older profiles with nothing new
         };
-        if cached.as_ref() == Some(&merged) {
-            return Ok(()); // a redelivery or an older profile with nothing new
+        match to_json("player profile", current) {
+            Ok(json) => {
+                writes.push(CacheWrite::Set {
+                    key: keys::player_key(account_id),
+                    value: json,
+                    ttl: config.player_ttl(),
+                });
+                // The scout report shows rank and name: a changed profile makes it stale.
+                writes.push(CacheWrite::Delete {
+                    keys: keys::derived_player_keys(account_id),
+                });
+            }
+            Err(err) => {
+                let failure = HandlerError::from(err);
+                for index in &state.deliveries {
+                    outcomes[*index] = Err(failure.clone());
+                }
+            }
         }
-        let json = to_json("player profile", &merged)?;
-        self.cache
-            .set(&key, &json, self.cache.config().player_ttl())
-            .await;
-        // The scout report shows rank and name: a changed profile makes it stale.
-        self.cache
-            .delete(&keys::derived_player_keys(profile.account_id))
-            .await;
-        Ok(())
     }
+    writes
 }
 
 fn merge_profiles(incoming: &PlayerProfile, cached: &PlayerProfile) -> PlayerProfile {
@@ -180,12 +271,30 @@ fn merge_profiles(incoming: &PlayerProfile, cached: &PlayerProfile) -> PlayerPro
 
 #[async_trait]
 impl Handler for CacheHandler {
+    /// Decodes the batch, reads the cached profiles it merges with (one
+    /// round trip) and sends all its writes in one pipeline (one more).
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+        let decoded: Vec<_> = deliveries.iter().map(|d| self.decode_one(d)).collect();
+        let mut profiles = self.cached_profiles(&decoded).await;
+        let mut batch = BatchWrites::default();
         let mut outcomes = Vec::with_capacity(deliveries.len());
-        // In order: a partition's events for one entity must apply in sequence.
-        for delivery in deliveries {
-            outcomes.push(self.handle_one(delivery).await.map_err(HandlerError::from));
+        for (index, event) in decoded.into_iter().enumerate() {
+            let outcome = match event {
+                Ok(Decoded::Match(m)) => batch.add_match(&m),
+                Ok(Decoded::Profile(p)) => {
+                    if let Some(state) = profiles.get_mut(&p.account_id) {
+                        state.merge(index, &p);
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err),
+            };
+            outcomes.push(outcome.map_err(HandlerError::from));
         }
+        let config = self.cache.config();
+        let mut writes = batch.into_writes(config);
+        writes.extend(profile_writes(profiles, config, &mut outcomes));
+        self.cache.write_all(&writes).await;
         outcomes
     }
 }

@@ -15,6 +15,7 @@ use super::fallback::{Fallback, Route, Ticket};
 use super::memory::Memory;
 use super::newer::NewerWrite;
 use super::redis_store::{RedisFailure, RedisStore};
+use super::write::CacheWrite;
 use super::CacheError;
 
 /// Which layer took a write.
@@ -170,13 +171,73 @@ impl Cache {
             Some(value) => Some(value),
             None => self.inner.memory.get(key).await,
         };
-        let (counter, result) = match found {
-            Some(_) => (&self.inner.counters.hits, "hit"),
-            None => (&self.inner.counters.misses, "miss"),
+        self.count_lookup(found.is_some());
+        found
+    }
+
+    /// [`Cache::get`] of every key, with one Redis round trip (`MGET`).
+    pub async fn get_many<S: AsRef<str>>(&self, keys: &[S]) -> Vec<Option<String>> {
+        let from_redis = self.via_redis("get_many", self.inner.redis.get_many(keys));
+        let from_redis = from_redis.await.unwrap_or_else(|| vec![None; keys.len()]);
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, value) in keys.iter().zip(from_redis) {
+            let value = match value {
+                Some(value) => Some(value),
+                None => self.inner.memory.get(key.as_ref()).await,
+            };
+            self.count_lookup(value.is_some());
+            found.push(value);
+        }
+        found
+    }
+
+    /// Applies `writes` in order, as that many [`Cache::set`], [`Cache::delete`]
+    /// and [`Cache::set_if_newer`] calls would, but with one Redis round trip
+    /// (a pipeline). When Redis is away they all land in memory.
+    pub async fn write_all(&self, writes: &[CacheWrite]) -> Layer {
+        if writes.is_empty() {
+            return self.current_layer();
+        }
+        let on_redis = self.via_redis("write_all", self.inner.redis.write_all(writes));
+        if on_redis.await.is_some() {
+            // As after each single write: no outage-era copy may resurface.
+            if self.inner.memory.never_written() {
+                return Layer::Redis;
+            }
+            for write in writes {
+                for key in write.keys() {
+                    self.inner.memory.delete(&[key]).await;
+                }
+            }
+            return Layer::Redis;
+        }
+        for write in writes {
+            self.write_to_memory(write).await;
+        }
+        Layer::Memory
+    }
+
+    async fn write_to_memory(&self, write: &CacheWrite) {
+        let memory = &self.inner.memory;
+        match write {
+            CacheWrite::Set { key, value, ttl } => memory.set(key, value, *ttl).await,
+            CacheWrite::Delete { keys } => memory.delete(keys).await,
+            CacheWrite::SetIfNewer { .. } => {
+                if let Some(newer) = write.as_newer() {
+                    memory.set_if_newer(&newer).await;
+                }
+            }
+        }
+    }
+
+    fn count_lookup(&self, hit: bool) {
+        let (counter, result) = if hit {
+            (&self.inner.counters.hits, "hit")
+        } else {
+            (&self.inner.counters.misses, "miss")
         };
         CacheCounters::bump(counter);
         CacheLookedUp { result }.emit();
-        found
     }
 
     pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Layer {

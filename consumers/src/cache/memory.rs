@@ -1,6 +1,7 @@
 //! The in-process fallback: a size-bounded moka cache whose entries keep
 //! their own TTL, capped so memory never holds an entry for long.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ impl Expiry<String, Stored> for PerEntryTtl {
 pub(crate) struct Memory {
     entries: Moka<String, Stored>,
     ttl_cap: Duration,
+    /// False until the first write: deletes then have nothing to drop.
+    written: AtomicBool,
 }
 
 impl Memory {
@@ -46,7 +49,16 @@ impl Memory {
             .max_capacity(max_entries)
             .expire_after(PerEntryTtl)
             .build();
-        Self { entries, ttl_cap }
+        Self {
+            entries,
+            ttl_cap,
+            written: AtomicBool::new(false),
+        }
+    }
+
+    /// True while nothing was ever written here (Redis never went away).
+    pub(crate) fn never_written(&self) -> bool {
+        !self.written.load(Ordering::Relaxed)
     }
 
     pub(crate) async fn get(&self, key: &str) -> Option<String> {
@@ -86,6 +98,7 @@ impl Memory {
     }
 
     fn stored(&self, value: &str, ttl: Duration) -> Stored {
+        self.written.store(true, Ordering::Relaxed);
         Stored {
             value: Arc::from(value),
             ttl: ttl.min(self.ttl_cap),

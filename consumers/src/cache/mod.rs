@@ -4,7 +4,8 @@
 //!
 //! - [`Cache`]: the layer, Redis first and memory second (see its docs for
 //!   what an outage leaves stale).
-//! - [`CacheHandler`]: the [`pipeline::runner::Handler`] of the group.
+//! - [`CacheHandler`]: the [`pipeline::runner::Handler`] of the group; it
+//!   sends a batch's writes as one [`CacheWrite`] list, one Redis round trip.
 //! - [`keys`]: every key name; [`MatchSummary`]: the cached match JSON.
 //! - [`CacheConfig`]: TTLs, fallback bounds and Redis timeouts.
 //! - [`events`]: what the layer logs.
@@ -28,12 +29,14 @@ mod memory;
 mod newer;
 mod redis_store;
 mod summary;
+mod write;
 
 pub use config::{CacheConfig, DEFAULT_REDIS_URL};
 pub use handler::{CacheHandler, CacheHandlerError};
 pub use layer::{Cache, CacheCounters, CounterSnapshot, Layer, Written};
 pub use newer::{NewerWrite, VersionAt};
 pub use summary::{MatchSummary, PlayerSummary};
+pub use write::CacheWrite;
 
 /// Why the cache could not be built. Once built, it does not fail: Redis
 /// errors send it to its fallback.

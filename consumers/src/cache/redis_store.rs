@@ -5,10 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
+use redis::{Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, Script};
 use tokio::sync::OnceCell;
 
 use super::newer::{NewerWrite, VersionAt};
+use super::write::CacheWrite;
 
 /// Compare-and-set, atomic on the server. KEYS[1] is written when ARGV[2]
 /// is newer than the version stored there, and then KEYS[2..] are deleted.
@@ -118,21 +119,32 @@ impl RedisStore {
         self.query::<i64>(&cmd).await.map(drop)
     }
 
+    /// `MGET`: one value (or none) per key, in order.
+    pub(crate) async fn get_many<S: AsRef<str>>(
+        &self,
+        keys: &[S],
+    ) -> Result<Vec<Option<String>>, RedisFailure> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.full_key(key.as_ref()));
+        }
+        self.query(&cmd).await
+    }
+
     pub(crate) async fn set_if_newer(&self, write: &NewerWrite<'_>) -> Result<bool, RedisFailure> {
         let mut invocation = self.set_if_newer.prepare_invoke();
         invocation.key(self.full_key(write.key));
         for key in write.invalidate {
             invocation.key(self.full_key(key));
         }
-        let field = match write.version_at {
-            VersionAt::Value => "",
-            VersionAt::Field(field) => field,
-        };
         invocation
             .arg(write.value)
             .arg(write.version)
             .arg(ttl_ms(write.ttl))
-            .arg(field);
+            .arg(version_field(write));
         let written: i64 = self
             .run(|mut conn| {
                 let invocation = &invocation;
@@ -140,6 +152,75 @@ impl RedisStore {
             })
             .await?;
         Ok(written == 1)
+    }
+
+    /// Every write in order, in one pipelined round trip. A Redis that lost
+    /// its scripts (a restart) answers `NOSCRIPT`: the script is loaded and
+    /// the whole pipeline sent again, which is safe as every write is idempotent.
+    pub(crate) async fn write_all(&self, writes: &[CacheWrite]) -> Result<(), RedisFailure> {
+        let pipeline = self.pipeline_of(writes);
+        self.run(|mut conn| {
+            let pipeline = &pipeline;
+            let script = &self.set_if_newer;
+            async move {
+                match pipeline.query_async::<()>(&mut conn).await {
+                    Err(err) if err.kind() == ErrorKind::NoScriptError => {
+                        script.prepare_invoke().load_async(&mut conn).await?;
+                        pipeline.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+
+    fn pipeline_of(&self, writes: &[CacheWrite]) -> Pipeline {
+        let mut pipeline = redis::pipe();
+        for write in writes {
+            let cmd = match write {
+                CacheWrite::Set { key, value, ttl } => {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(self.full_key(key))
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl_ms(*ttl));
+                    cmd
+                }
+                CacheWrite::Delete { keys } if keys.is_empty() => continue,
+                CacheWrite::Delete { keys } => {
+                    let mut cmd = redis::cmd("DEL");
+                    for key in keys {
+                        cmd.arg(self.full_key(key));
+                    }
+                    cmd
+                }
+                CacheWrite::SetIfNewer { .. } => {
+                    let Some(newer) = write.as_newer() else {
+                        unreachable!("a SetIfNewer is a NewerWrite")
+                    };
+                    self.evalsha_set_if_newer(&newer)
+                }
+            };
+            pipeline.add_command(cmd).ignore();
+        }
+        pipeline
+    }
+
+    /// What `set_if_newer` sends, as a command a pipeline can carry.
+    fn evalsha_set_if_newer(&self, write: &NewerWrite<'_>) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.set_if_newer.get_hash())
+            .arg(1 + write.invalidate.len())
+            .arg(self.full_key(write.key));
+        for key in write.invalidate {
+            cmd.arg(self.full_key(key));
+        }
+        cmd.arg(write.value)
+            .arg(write.version)
+            .arg(ttl_ms(write.ttl))
+            .arg(version_field(write));
+        cmd
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisFailure> {
@@ -179,6 +260,14 @@ impl RedisStore {
             })
             .await
             .cloned()
+    }
+}
+
+/// ARGV[4] of [`SET_IF_NEWER`]: '' when the value is the version.
+fn version_field<'a>(write: &NewerWrite<'a>) -> &'a str {
+    match write.version_at {
+        VersionAt::Value => "",
+        VersionAt::Field(field) => field,
     }
 }
 

@@ -1,8 +1,7 @@
 //! A small client of an OpenDota-compatible API: `GET {base}/players/{id}`
 //! and `GET {base}/matches/{id}`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use pipeline::bus::now_ms;
 use producers::ingest::IngestedEvent;
 use reqwest::StatusCode;
 use schemas::{MatchCompleted, PlayerProfile};
@@ -146,11 +145,4 @@ fn to_profile(account_id: i64, body: PlayerResponse) -> Result<PlayerProfile, Jo
         observed_at_ms: now_ms(),
         source: "opendota".to_string(),
     })
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -15,12 +15,12 @@ use super::events::JobTransitioned;
 use super::model::{
     job_type_name, parse_job_type, parse_status, status_name, HistoryEntry, JobRecord, JobView,
 };
-use super::opendota::now_ms;
 use super::outbox::{self, OutboxRow};
 use super::JobError;
 use super::{lease, store};
 use crate::cache::Cache;
 use crate::persist::Store;
+use pipeline::bus::now_ms;
 
 /// Marks relayed rows published (one statement), on the relay's executor.
 macro_rules! mark_published {

@@ -24,9 +24,9 @@ use super::events::{JobLeaseLost, JobPoolStepFailed, JobsReleased, JobsTakenBack
 use super::executor::JobExecutor;
 use super::lease::{self, Finish};
 use super::model::JobRecord;
-use super::opendota::now_ms;
 use super::tracker::JobTracker;
 use super::JobError;
+use pipeline::bus::now_ms;
 
 /// What one pool did, for its caller and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

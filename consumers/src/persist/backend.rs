@@ -9,9 +9,9 @@ use sqlx::{Pool, Postgres, QueryBuilder, Sqlite, Transaction};
 use super::hero_pool::{CountedSlot, PoolDelta};
 use super::rows::PlayerMatchRow;
 use super::sql::{HERO_POOL_DELTAS, PLAYER_MATCHES};
-use super::unnest;
 use super::write::Writer;
 use super::PersistError;
+use super::{staged, unnest};
 
 /// A database the store writes to.
 pub(crate) trait Backend: sqlx::Database + HasStatementCache {
@@ -125,7 +125,7 @@ impl Backend for Postgres {
         tx: &mut Transaction<'static, Self>,
         rows: &[PlayerMatchRow],
     ) -> Result<(), PersistError> {
-        unnest::upsert_player_matches(tx, rows)
+        staged::upsert_player_matches(tx, rows)
             .await
             .map_err(PersistError::database(PLAYER_MATCHES.table))
     }

@@ -72,6 +72,7 @@ mod positions;
 mod row_def;
 mod rows;
 mod sql;
+mod staged;
 mod unnest;
 mod write;
 

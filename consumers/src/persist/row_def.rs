@@ -1,7 +1,7 @@
 //! A table row defined once: [`table_row!`] takes each column's name, Rust
 //! type and SQL type, and derives the struct, its column list, its SQL types,
-//! its binds (one row in a multi-row `VALUES`, or one array per column for
-//! PostgreSQL's `UNNEST`) and its line in COPY's text format. A new column is
+//! its binds (one row in a multi-row `VALUES`, SQLite's path) and its line in
+//! COPY's text format (PostgreSQL's staging table). A new column is
 //! one line there plus one in each migration; `tests/row_definitions.rs`
 //! checks the migrations against the definition.
 
@@ -150,8 +150,8 @@ impl<'a> CopyLine<'a> {
 /// - `COLUMNS` and `SQL_TYPES` (PostgreSQL's names, as `information_schema`
 ///   gives them);
 /// - `bind_values`: the row's binds in a multi-row `VALUES` (either backend);
-/// - `bind_arrays`: one array per column for PostgreSQL's `UNNEST`;
-/// - `push_copy_line`: the row in COPY's text format.
+/// - `push_copy_line`: the row in COPY's text format (PostgreSQL's staging
+///   table and the raw COPY baseline).
 macro_rules! table_row {
     (
         $(#[$meta:meta])*
@@ -178,18 +178,6 @@ macro_rules! table_row {
                     sqlx::Encode<'q, DB> + sqlx::Type<DB> + 'args, )*
             {
                 $( b.push_bind($crate::persist::row_def::ToBind::to_bind(&self.$field)); )*
-            }
-
-            pub(crate) fn bind_arrays<'q>(
-                query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-                rows: &[Self],
-            ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-                $( let query = query.bind(
-                    rows.iter()
-                        .map(|row| $crate::persist::row_def::ToBind::to_bind(&row.$field))
-                        .collect::<Vec<_>>(),
-                ); )*
-                query
             }
 
             pub(crate) fn push_copy_line(&self, out: &mut String) {

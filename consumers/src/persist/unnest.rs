@@ -1,16 +1,15 @@
-//! PostgreSQL's set-based upserts of the two tables that get a row per player
-//! (`player_matches`, the hero-pool deltas): one statement whose parameters are
-//! column arrays, `INSERT … SELECT FROM UNNEST(…) ON CONFLICT`. Its text never
-//! changes, so it is parsed and planned once per connection; multi-row
-//! `VALUES` carry a bind per cell and a new text per row count.
+//! PostgreSQL's set-based upsert of the hero-pool deltas: one statement whose
+//! parameters are column arrays, `INSERT … SELECT FROM UNNEST(…) ON CONFLICT`.
+//! Its text never changes, so it is parsed and planned once per connection;
+//! multi-row `VALUES` carry a bind per cell and a new text per row count.
+//! (`player_matches` rows go through a staging table: see [`super::staged`].)
 
 use std::sync::LazyLock;
 
 use sqlx::{Postgres, Transaction};
 
 use super::hero_pool::PoolDelta;
-use super::rows::PlayerMatchRow;
-use super::sql::{Upsert, HERO_POOL_DELTAS, PLAYER_MATCHES};
+use super::sql::{Upsert, HERO_POOL_DELTAS};
 
 /// `upsert` with its rows read from one array per column.
 fn unnest_statement(upsert: &Upsert, array_types: &[&str]) -> String {
@@ -26,15 +25,6 @@ fn unnest_statement(upsert: &Upsert, array_types: &[&str]) -> String {
         upsert.on_conflict
     )
 }
-
-static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-    let array_types: Vec<String> = PlayerMatchRow::SQL_TYPES
-        .iter()
-        .map(|ty| format!("{ty}[]"))
-        .collect();
-    let array_types: Vec<&str> = array_types.iter().map(String::as_str).collect();
-    unnest_statement(&PLAYER_MATCHES, &array_types)
-});
 
 static POOL_DELTAS: LazyLock<String> = LazyLock::new(|| {
     unnest_statement(
@@ -60,25 +50,13 @@ pub(crate) async fn upsert_pool_deltas(
     Ok(())
 }
 
-/// Upserts `rows` (each key once, sorted) with the merge rule of
-/// [`PLAYER_MATCHES`].
-pub(crate) async fn upsert_player_matches(
-    tx: &mut Transaction<'static, Postgres>,
-    rows: &[PlayerMatchRow],
-) -> Result<(), sqlx::Error> {
-    PlayerMatchRow::bind_arrays(sqlx::query(&STATEMENT), rows)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn one_array_per_column_in_column_order() {
-        assert!(STATEMENT.contains("UNNEST($1::bigint[], $2::integer[]"));
-        assert!(STATEMENT.ends_with(&PLAYER_MATCHES.on_conflict));
+        assert!(POOL_DELTAS.contains("UNNEST($1::bigint[], $2::integer[], $3::bigint[]"));
+        assert!(POOL_DELTAS.ends_with(&HERO_POOL_DELTAS.on_conflict));
     }
 }

@@ -44,11 +44,11 @@ use crate::jobs::config::JobsConfig;
 use crate::jobs::handler::validate;
 use crate::jobs::limiter::RateLimiter;
 use crate::jobs::model::{parse_job_type, parse_status, JobView};
-use crate::jobs::opendota::now_ms;
 use crate::jobs::tracker::{JobTracker, Recorded};
 use crate::jobs::{lease, store, JobError};
 use crate::scout::{ScoutService, Served};
 use auth::{auth, read_deadline};
+use pipeline::bus::now_ms;
 
 /// Largest page of `GET /jobs`.
 const MAX_LIST: i64 = 1_000;
