@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::tls::*;
 use common::*;
-use consumers::cache::{Cache, CacheConfig, Layer};
+use consumers::cache::{Cache, CacheConfig, CacheWrite, Layer, VersionAt};
 use consumers::jobs::{Decision, JobsConfig, RateLimit, RateLimiter};
 use pipeline::bus::kafka::{KafkaBus, KafkaConfig};
 use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
@@ -146,6 +146,33 @@ async fn redis_serves_each_client_over_tls_with_only_its_acl_rights() {
         cache.get("match:1").await.as_deref(),
         Some("{\"match_id\":1}")
     );
+    // The cache group's batch path: one pipeline (SET, EVALSHA after SCRIPT
+    // LOAD on this new server, DEL), then MGET. A refused pipeline lands in
+    // memory (Layer::Memory); a refused MGET reads memory, which holds none.
+    let batch = [
+        CacheWrite::Set {
+            key: "match:2".into(),
+            value: "{\"match_id\":2}".into(),
+            ttl: Duration::from_secs(60),
+        },
+        CacheWrite::SetIfNewer {
+            key: "player:7:latest_match".into(),
+            value: "100".into(),
+            version: 100,
+            version_at: VersionAt::Value,
+            ttl: Duration::from_secs(60),
+            invalidate: vec!["scout:player:7".into()],
+        },
+        CacheWrite::Delete {
+            keys: vec!["match:3".into()],
+        },
+    ];
+    assert_eq!(cache.write_all(&batch).await, Layer::Redis);
+    assert_eq!(
+        cache.get_many(&["match:2", "player:7:latest_match"]).await,
+        [Some("{\"match_id\":2}".into()), Some("100".into())]
+    );
+    assert_eq!(cache.counters().redis_errors(), 0);
 
     let mut jobs = JobsConfig {
         redis_url: redis.url("scoutstream-jobs", "127.0.0.1"),
