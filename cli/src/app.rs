@@ -51,6 +51,9 @@ pub struct DatabaseSection {
     /// PostgreSQL role `scoutstream migrate` grants what the groups need:
     /// reading and writing rows, nothing else. Empty: no grants.
     pub app_role: String,
+    /// Transactions the persist group runs at once on PostgreSQL, each over
+    /// its own share of a batch's partitions. SQLite writes one at a time.
+    pub writers: u64,
 }
 
 impl Default for DatabaseSection {
@@ -60,6 +63,7 @@ impl Default for DatabaseSection {
             migrate_url: String::new(),
             migrate_on_start: true,
             app_role: String::new(),
+            writers: 2,
         }
     }
 }
@@ -167,6 +171,7 @@ impl AppConfig {
                 "a role name is lower-case letters, digits and `_`, not starting with a digit",
             ));
         }
+        pipeline::config::positive("database.writers", self.database.writers)?;
         self.redis_tls.validate("redis_tls")?;
         self.cache
             .validate()

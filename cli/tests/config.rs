@@ -26,6 +26,7 @@ fn the_example_config_loads_and_validates() {
     );
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
+    assert_eq!(config.database.writers, 2);
 }
 
 #[test]
@@ -56,6 +57,7 @@ fn a_bad_field_stops_start_up_naming_it() {
     for (variable, value, field) in [
         ("SCOUTSTREAM__JOBS__LEASE_MS", "500", "jobs.lease_ms"),
         ("SCOUTSTREAM__JOBS__WORKERS", "0", "jobs.workers"),
+        ("SCOUTSTREAM__DATABASE__WRITERS", "0", "database.writers"),
         (
             "SCOUTSTREAM__SCHEMA_REGISTRY__URL",
             "registry:8081",

@@ -260,7 +260,10 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
 
     let group = unique("persist");
     let handler = Arc::new(DiesAfterCommit {
-        inner: PersistHandler::new(store.clone(), group.clone()).with_positions(exactly_once),
+        // Two writers: each batch's partitions are split between two transactions.
+        inner: PersistHandler::new(store.clone(), group.clone())
+            .with_positions(exactly_once)
+            .with_writers(2),
         calls_this_life: AtomicUsize::new(0),
         before_commit: std::sync::atomic::AtomicBool::new(false),
         died: Notify::new(),
@@ -280,7 +283,9 @@ async fn survives_dying_between_the_database_and_the_bus_commit(bus: Arc<dyn Bus
     let (written_before_the_last_life, _, _) = match_writes(&store).await;
 
     // A member that lives drains the rest.
-    let survivor = PersistHandler::new(store.clone(), group.clone()).with_positions(exactly_once);
+    let survivor = PersistHandler::new(store.clone(), group.clone())
+        .with_positions(exactly_once)
+        .with_writers(2);
     let (shutdown, task) = start(&bus, &group, Arc::new(survivor)).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while match_writes(&store).await.0 < MATCHES as i64 && tokio::time::Instant::now() < deadline {

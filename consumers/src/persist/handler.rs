@@ -2,7 +2,7 @@
 //! deliveries on the first attempt, one partition's on a retry) and writes it
 //! in one transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ pub struct PersistHandler {
     /// ([`pipeline::bus::Bus::redelivers_in_order`]); elsewhere a position
     /// would hide older records redelivered late.
     positions: bool,
+    /// Transactions run at once on PostgreSQL, each over its own partitions.
+    writers: usize,
     codec: Codec,
 }
 
@@ -35,8 +37,19 @@ impl PersistHandler {
             store,
             group: group.into(),
             positions: true,
+            writers: 1,
             codec: Codec::default(),
         }
+    }
+
+    /// Splits a batch by partition into up to `writers` transactions run at
+    /// once, on PostgreSQL (SQLite takes one writer at a time). Each partition's
+    /// events stay in one transaction, in order, so positions work unchanged;
+    /// rows two transactions share (hero pools, teams) are locked in key
+    /// order by both, so they wait for each other rather than deadlock.
+    pub fn with_writers(mut self, writers: usize) -> Self {
+        self.writers = writers.max(1);
+        self
     }
 
     /// Without positions (`false`): at least once, redeliveries absorbed by
@@ -143,14 +156,62 @@ impl PersistHandler {
 
 #[async_trait]
 impl Handler for PersistHandler {
-    /// One transaction per batch: rows merged in Rust first, one commit, one
-    /// statement per table, and no two transactions of this process
-    /// contending for the same hero-pool rows.
+    /// One transaction per batch, or per writer's share of it: rows merged in
+    /// Rust first, one commit, one statement per table.
     fn takes_whole_batches(&self) -> bool {
         true
     }
 
     async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+        let writers = match self.store {
+            Store::Postgres(_) => self.writers,
+            Store::Sqlite(_) => 1,
+        };
+        let shares = shares_by_partition(deliveries, writers);
+        if shares.len() <= 1 {
+            return self.handle_together(deliveries).await;
+        }
+        let batches: Vec<Vec<Delivery>> = shares
+            .iter()
+            .map(|share| share.iter().map(|i| deliveries[*i].clone()).collect())
+            .collect();
+        let results =
+            futures::future::join_all(batches.iter().map(|batch| self.handle_together(batch)))
+                .await;
+        let mut outcomes: Vec<Option<Result<(), HandlerError>>> = vec![None; deliveries.len()];
+        for (share, results) in shares.iter().zip(results) {
+            for (i, result) in share.iter().zip(results) {
+                outcomes[*i] = Some(result);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every delivery is in one share"))
+            .collect()
+    }
+}
+
+/// Indexes of `deliveries` in up to `writers` shares, whole partitions each,
+/// dealt in turn by first appearance so the shares are about even.
+fn shares_by_partition(deliveries: &[Delivery], writers: usize) -> Vec<Vec<usize>> {
+    let mut share_of: HashMap<(&str, i32), usize> = HashMap::new();
+    let mut shares: Vec<Vec<usize>> = Vec::new();
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let next = share_of.len() % writers.max(1);
+        let share = *share_of
+            .entry((&*delivery.topic, delivery.partition))
+            .or_insert(next);
+        if share == shares.len() {
+            shares.push(Vec::new());
+        }
+        shares[share].push(i);
+    }
+    shares
+}
+
+impl PersistHandler {
+    /// Decodes the deliveries and writes them in one transaction.
+    async fn handle_together(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
         let mut outcomes: Vec<Result<(), HandlerError>> = Vec::with_capacity(deliveries.len());
         let mut events = Vec::with_capacity(deliveries.len());
         let mut sources = Vec::with_capacity(deliveries.len());
@@ -189,5 +250,41 @@ impl Handler for PersistHandler {
             outcomes[i] = result;
         }
         outcomes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::bus::Position;
+
+    fn at(topic: &str, partition: i32) -> Delivery {
+        Delivery {
+            topic: topic.into(),
+            partition,
+            position: Position::Offset(0),
+            key: None,
+            payload: Vec::new().into(),
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn shares_keep_partitions_whole_and_deal_them_in_turn() {
+        let batch = [
+            at("matches", 3),
+            at("matches", 5),
+            at("players", 3),
+            at("matches", 3),
+            at("matches", 7),
+            at("players", 3),
+        ];
+        assert_eq!(
+            shares_by_partition(&batch, 2),
+            vec![vec![0, 2, 3, 5], vec![1, 4]]
+        );
+        assert_eq!(shares_by_partition(&batch, 1), vec![vec![0, 1, 2, 3, 4, 5]]);
+        assert_eq!(shares_by_partition(&batch[..1], 4), vec![vec![0]]);
+        assert!(shares_by_partition(&[], 2).is_empty());
     }
 }
