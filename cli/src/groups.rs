@@ -176,7 +176,7 @@ async fn handler_for(
             }
             let handler = PersistHandler::new(store, group)
                 .with_positions(bus.redelivers_in_order())
-                .with_writers(usize::try_from(config.database.writers).unwrap_or(usize::MAX))
+                .with_writers(config.persist_writers())
                 .with_codec(codec);
             (Arc::new(handler), None)
         }

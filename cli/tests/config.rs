@@ -26,7 +26,13 @@ fn the_example_config_loads_and_validates() {
     );
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
-    assert_eq!(config.database.writers, 2);
+    assert_eq!(config.database.writers, None);
+    assert_eq!(config.persist_writers(), 1, "Kafka's default");
+    let mut on_redis = config.clone();
+    on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
+    assert_eq!(on_redis.persist_writers(), 2, "Redis Streams' default");
+    on_redis.database.writers = Some(3);
+    assert_eq!(on_redis.persist_writers(), 3);
 }
 
 #[test]
