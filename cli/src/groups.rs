@@ -175,7 +175,6 @@ async fn handler_for(
                 store.forget_positions(&group).await?;
             }
             let handler = PersistHandler::new(store, group)
-                .with_positions(bus.redelivers_in_order())
                 .with_writers(config.persist_writers())
                 .with_codec(codec);
             (Arc::new(handler), None)

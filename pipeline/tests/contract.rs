@@ -186,6 +186,19 @@ pub async fn redelivers_what_a_dead_member_did_not_ack(backend: Backend) {
         all(120),
         "everything, the unacked ones included, reaches the next member"
     );
+    // And in order: a partition's unacked records come back before any later
+    // record of it, which persist's "applied up to position P" relies on.
+    let mut last_of_partition: HashMap<i32, usize> = HashMap::new();
+    for delivery in &seen {
+        let (number, _) = parse_number(&delivery.payload).unwrap();
+        if let Some(last) = last_of_partition.insert(delivery.partition, number) {
+            assert!(
+                last < number,
+                "partition {}: {number} came after {last}",
+                delivery.partition
+            );
+        }
+    }
 }
 
 pub async fn two_members_split_the_work(backend: Backend) {

@@ -16,16 +16,13 @@ use super::events::{BatchSplit, DeliveryRejected};
 use super::{Applied, PersistEvent, Source, Store};
 
 /// Persists `matches` and `players` deliveries, each exactly once per group
-/// (see [`Store::write_sourced`]) on a bus that redelivers in order.
+/// (see [`Store::write_sourced`]). The positions it keeps rely on what every
+/// bus guarantees: a partition's unacked records come back before any later
+/// record of it (the bus contract test `redelivers_what_a_dead_member_did_not_ack`).
 pub struct PersistHandler {
     store: Store,
     /// The consumer group whose positions the writes move.
     group: String,
-    /// Whether to record and honour positions: only where a partition's
-    /// unacked records come back before later ones
-    /// ([`pipeline::bus::Bus::redelivers_in_order`]); elsewhere a position
-    /// would hide older records redelivered late.
-    positions: bool,
     /// Transactions run at once on PostgreSQL, each over its own partitions.
     writers: usize,
     codec: Codec,
@@ -36,7 +33,6 @@ impl PersistHandler {
         Self {
             store,
             group: group.into(),
-            positions: true,
             writers: 1,
             codec: Codec::default(),
         }
@@ -52,24 +48,13 @@ impl PersistHandler {
         self
     }
 
-    /// Without positions (`false`): at least once, redeliveries absorbed by
-    /// the idempotent upserts alone. For buses that redeliver out of order.
-    pub fn with_positions(mut self, positions: bool) -> Self {
-        self.positions = positions;
-        self
-    }
-
-    /// Writes `events` in one transaction, through the positions when on.
+    /// Writes `events` in one transaction, through the positions.
     async fn write(
         &self,
         events: &[PersistEvent],
         sources: &[Source],
     ) -> Result<super::WriteSummary, super::PersistError> {
-        if self.positions {
-            self.store.write_sourced(&self.group, events, sources).await
-        } else {
-            self.store.write(events).await
-        }
+        self.store.write_sourced(&self.group, events, sources).await
     }
 
     /// A codec that knows more writer schemas, e.g. Confluent registrations.

@@ -191,18 +191,17 @@ pub struct ResetPosition {
 }
 
 /// A backend: creates topics, publishers and group members.
+///
+/// Every backend redelivers in order: when a partition changes owner, its
+/// unacked records come back before any later record of it, so "applied up to
+/// position P" is a valid summary of what a group has done (persist keeps
+/// such positions). Kafka and the in-memory bus restart a new owner at the
+/// committed offset; Redis Streams' new owner claims what the last one left
+/// pending before it reads anything new. The contract test
+/// `redelivers_what_a_dead_member_did_not_ack` checks it on each.
 #[async_trait]
 pub trait Bus: Send + Sync {
     fn name(&self) -> &'static str;
-
-    /// Whether a partition's unacked records come back before any later record
-    /// of it when the partition changes owner, so "applied up to position P"
-    /// is a valid summary of what a group has done. Kafka and the in-memory bus
-    /// restart a new owner at the committed offset; Redis Streams' new owner
-    /// claims what the last one left pending before it reads anything new.
-    fn redelivers_in_order(&self) -> bool {
-        true
-    }
 
     /// Whether the servers behind the bus answer now; `/readyz` asks every few
     /// seconds. The in-memory bus is always there.

@@ -30,10 +30,6 @@ fn wire_names(prefix: &str, topics: &[String]) -> Vec<String> {
 
 #[async_trait]
 impl Bus for PrefixedBus {
-    fn redelivers_in_order(&self) -> bool {
-        self.inner.redelivers_in_order()
-    }
-
     fn name(&self) -> &'static str {
         self.inner.name()
     }
