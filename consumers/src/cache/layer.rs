@@ -204,8 +204,11 @@ impl Cache {
             if self.inner.memory.never_written() {
                 return Layer::Redis;
             }
-            let keys: Vec<&str> = writes.iter().flat_map(CacheWrite::keys).collect();
-            self.inner.memory.delete(&keys).await;
+            for write in writes {
+                for key in write.keys() {
+                    self.inner.memory.delete(&[key]).await;
+                }
+            }
             return Layer::Redis;
         }
         for write in writes {
