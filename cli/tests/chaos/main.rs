@@ -198,7 +198,7 @@ async fn sample_lag(bus: &Arc<dyn Bus>, started: Instant) -> Option<LagSample> {
     })
 }
 
-async fn wait_until_drained(bus: &Arc<dyn Bus>) -> Duration {
+async fn wait_until_drained(bus: &Arc<dyn Bus>, fleet: &Mutex<Fleet>) -> Duration {
     let started = Instant::now();
     let groups = ["chaos-persist", "chaos-enrich", "chaos-cache"];
     loop {
@@ -214,6 +214,7 @@ async fn wait_until_drained(bus: &Arc<dyn Bus>) -> Duration {
             started.elapsed() < DRAIN_LIMIT,
             "the groups did not catch up: {behind} behind"
         );
+        fleet.lock().unwrap().restart_exited();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -318,7 +319,11 @@ async fn run(engine: Engine) {
         })
         .collect();
     while lanes.iter().any(|l| !l.is_finished()) || !producer.is_finished() {
-        fleet.lock().unwrap().sample_rss();
+        {
+            let mut fleet = fleet.lock().unwrap();
+            fleet.restart_exited();
+            fleet.sample_rss();
+        }
         if let Some(sample) = sample_lag(&bus, started).await {
             timeline.lock().unwrap().lag.push(sample);
         }
@@ -329,12 +334,13 @@ async fn run(engine: Engine) {
     }
     let published = producer.await.unwrap();
     fleet.lock().unwrap().fill_persist();
-    let drained = wait_until_drained(&bus).await;
+    let drained = wait_until_drained(&bus, &fleet).await;
     let fleet = Arc::try_unwrap(fleet).ok().unwrap().into_inner().unwrap();
-    let (starts, kills, peaks) = (
+    let (starts, kills, peaks, exits) = (
         fleet.persist_starts,
         fleet.persist_kills,
         fleet.peak_rss_kib.clone(),
+        fleet.exits.clone(),
     );
     let stop_failures = fleet.stop_all();
 
@@ -352,6 +358,7 @@ async fn run(engine: Engine) {
         total: started.elapsed(),
         persist_starts: starts,
         persist_kills: kills,
+        exits: &exits,
         peak_rss_kib: &peaks,
     });
     assert!(

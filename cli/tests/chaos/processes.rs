@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::free_port;
-
 pub const PERSIST_SLOTS: usize = 3;
 
 /// How every process reaches the chaos servers.
@@ -52,10 +50,10 @@ impl Env {
             .env("SCOUTSTREAM__DATABASE__URL", &self.database_url)
             .env("SCOUTSTREAM__CACHE__REDIS_URL", &self.redis_url)
             .env("SCOUTSTREAM__JOBS__REDIS_URL", &self.redis_url)
-            .env(
-                "SCOUTSTREAM__OBSERVE__BIND",
-                format!("127.0.0.1:{}", free_port()),
-            )
+            // Port 0: nothing here scrapes these processes, and a port picked
+            // ahead (`free_port`) can be taken by any outgoing connection
+            // before the child binds it (an enrich process once died so).
+            .env("SCOUTSTREAM__OBSERVE__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -72,6 +70,9 @@ pub struct Fleet {
     pub peak_rss_kib: BTreeMap<&'static str, u64>,
     pub persist_starts: usize,
     pub persist_kills: usize,
+    /// Processes that exited without being told to, as `role: status`; each
+    /// was started again, as its Deployment would be.
+    pub exits: Vec<String>,
 }
 
 impl Fleet {
@@ -82,6 +83,7 @@ impl Fleet {
             peak_rss_kib: BTreeMap::new(),
             persist_starts: 0,
             persist_kills: 0,
+            exits: Vec::new(),
             env,
         };
         for slot in 0..PERSIST_SLOTS {
@@ -123,6 +125,28 @@ impl Fleet {
             self.join((slot + 1) % PERSIST_SLOTS);
         }
         Some(slot)
+    }
+
+    /// Starts again every process that exited on its own (a start-up while
+    /// Redis restarts fails with "broken pipe", as it would in a pod), and
+    /// records it: a supervisor restarts it there too.
+    pub fn restart_exited(&mut self) {
+        for slot in 0..PERSIST_SLOTS {
+            let exited = self.persist[slot]
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.exits.push(format!("persist-{slot}: {status}"));
+                self.persist[slot] = None;
+                self.join(slot);
+            }
+        }
+        for (role, child) in &mut self.others {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                self.exits.push(format!("{role}: {status}"));
+                *child = self.env.command(role, role).spawn().unwrap();
+            }
+        }
     }
 
     pub fn live_persist(&self) -> usize {

@@ -66,6 +66,7 @@ pub struct Summary<'a> {
     pub total: Duration,
     pub persist_starts: usize,
     pub persist_kills: usize,
+    pub exits: &'a [String],
     pub peak_rss_kib: &'a BTreeMap<&'static str, u64>,
 }
 
@@ -125,6 +126,14 @@ pub fn print(s: &Summary<'_>) {
         (
             "persist processes started / SIGKILLed",
             format!("{} / {}", s.persist_starts, s.persist_kills),
+        ),
+        (
+            "exits on their own (each started again)",
+            if s.exits.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{} ({})", s.exits.len(), s.exits.join("; "))
+            },
         ),
         (
             "longest wait of an event on its partition",
