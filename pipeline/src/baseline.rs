@@ -4,15 +4,21 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "kafka")]
 use rdkafka::consumer::{BaseConsumer, Consumer};
+#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+#[cfg(feature = "kafka")]
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::bus::{BusError, Record};
+use crate::bus::BusError;
+#[cfg(feature = "kafka")]
+use crate::bus::Record;
 
 /// Publishes `records` to `topic` with a bare librdkafka producer set up as our
 /// Kafka bus sets its own (acks=all, idempotence, linger 5 ms), awaiting each
 /// chunk of `chunk` sends as our `publish_batch` does; returns records per second.
+#[cfg(feature = "kafka")]
 pub async fn raw_kafka_produce(
     brokers: &str,
     topic: &str,
@@ -49,6 +55,7 @@ pub async fn raw_kafka_produce(
 /// consumer (assigned, no group, no commits) whose prefetch is bounded as ours
 /// is (`prefetch_kbytes`); returns records per second from the first record on
 /// (connecting is not counted, as it is not for ours).
+#[cfg(feature = "kafka")]
 pub fn raw_kafka_consume(
     brokers: &str,
     topic: &str,

@@ -79,6 +79,7 @@ impl Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    #[cfg(feature = "kafka")]
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("redis: {0}")]
@@ -98,6 +99,7 @@ impl BusError {
     /// Whether trying again later may succeed (a broker or server that is briefly away).
     pub fn is_retriable(&self) -> bool {
         match self {
+            #[cfg(feature = "kafka")]
             BusError::Kafka(err) => !matches!(
                 err.rdkafka_error_code(),
                 Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)

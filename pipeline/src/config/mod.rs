@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
+use crate::bus::kafka::{GroupProtocol, KafkaConfig};
 use crate::bus::memory::MemoryBus;
 use crate::bus::prefixed::PrefixedBus;
 use crate::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
@@ -211,6 +211,9 @@ impl BusConfig {
         match self.backend {
             Backend::Memory => Ok(()),
             Backend::Kafka => {
+                if !cfg!(feature = "kafka") {
+                    return Err(ConfigError::invalid("bus.backend", KAFKA_NOT_BUILT));
+                }
                 not_blank("bus.kafka.brokers", &self.kafka.brokers)?;
                 positive(
                     "bus.kafka.replication_factor",
@@ -245,7 +248,7 @@ impl BusConfig {
     async fn connect_backend(&self) -> Result<Arc<dyn Bus>, BusError> {
         Ok(match self.backend {
             Backend::Memory => Arc::new(MemoryBus::new(self.partitions)),
-            Backend::Kafka => Arc::new(
+            Backend::Kafka => {
                 kafka_bus(KafkaConfig {
                     brokers: self.kafka.brokers.clone(),
                     replication_factor: self.kafka.replication_factor,
@@ -255,8 +258,8 @@ impl BusConfig {
                     enable_idempotence: self.kafka.enable_idempotence,
                     client_overrides: self.kafka.client.clone(),
                 })
-                .await?,
-            ),
+                .await?
+            }
             Backend::RedisStreams => Arc::new(
                 RedisStreamsBus::connect(RedisStreamsConfig {
                     url: self.redis.url.clone(),
@@ -274,11 +277,21 @@ impl BusConfig {
 }
 
 /// A Kafka bus whose brokers accepted this client's credentials.
-async fn kafka_bus(config: KafkaConfig) -> Result<KafkaBus, BusError> {
-    let bus = KafkaBus::new(config)?;
+#[cfg(feature = "kafka")]
+async fn kafka_bus(config: KafkaConfig) -> Result<Arc<dyn Bus>, BusError> {
+    let bus = crate::bus::kafka::KafkaBus::new(config)?;
     bus.check_access().await?;
-    Ok(bus)
+    Ok(Arc::new(bus))
 }
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_bus(_: KafkaConfig) -> Result<Arc<dyn Bus>, BusError> {
+    Err(BusError::Config(KAFKA_NOT_BUILT.into()))
+}
+
+/// Why `bus.backend = "kafka"` is refused by a build without the backend.
+pub const KAFKA_NOT_BUILT: &str =
+    "this build has no Kafka backend: build scoutstream with the cargo feature `kafka` (on by default)";
 
 /// librdkafka takes every property as text; accept `linger.ms = 5` as well as `"5"`.
 fn scalar_strings<'de, D: serde::Deserializer<'de>>(

@@ -93,3 +93,18 @@ fn errors_name_the_field() {
         .to_string()
         .contains("bus.redis.url"));
 }
+
+/// A config written for Kafka still parses in a build without the backend,
+/// and start-up stops naming the field rather than failing on the first poll.
+#[test]
+fn the_kafka_backend_is_there_exactly_when_built_in() {
+    let sample: Sample = load(None, env(&[("SCOUTSTREAM__BUS__BACKEND", "kafka")])).unwrap();
+    let validated = sample.bus.validate();
+    if cfg!(feature = "kafka") {
+        validated.unwrap();
+    } else {
+        let error = validated.unwrap_err().to_string();
+        assert!(error.contains("`bus.backend`"), "{error}");
+        assert!(error.contains("feature `kafka`"), "{error}");
+    }
+}
