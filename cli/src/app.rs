@@ -8,13 +8,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use consumers::cache::CacheHandler;
+use consumers::enrich::EnrichHandler;
+use consumers::jobs::JobsHandler;
+use consumers::persist::PersistHandler;
 use pipeline::bus::{Bus, Subscription};
 use pipeline::config::{Backend, BusConfig, ConfigError, RunnerSection};
 use pipeline::observe::{self, ObserveConfig, Readiness};
-use pipeline::runner::{Handler, RunStats, Runner, RunnerError};
+use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerError};
 use pipeline::schema_registry::ResolveSchemas;
 use schemas::registry::SchemaResolver;
-use schemas::topics;
+use schemas::{topics, GroupEvents};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -133,13 +137,14 @@ impl GroupName {
         }
     }
 
-    /// Topics the group consumes.
+    /// Topics the group consumes: what its handler's events declare.
     pub fn topics(self) -> Vec<String> {
         let of = |names: &[&str]| names.iter().map(|t| t.to_string()).collect();
         match self {
-            GroupName::Enrich => of(&[topics::MATCHES]),
-            GroupName::Cache | GroupName::Persist => of(&[topics::MATCHES, topics::PLAYERS]),
-            GroupName::Jobs => of(&[topics::JOBS]),
+            GroupName::Enrich => of(<EnrichHandler as EventHandler>::Events::TOPICS),
+            GroupName::Cache => of(<CacheHandler as EventHandler>::Events::TOPICS),
+            GroupName::Persist => of(<PersistHandler as EventHandler>::Events::TOPICS),
+            GroupName::Jobs => of(<JobsHandler as EventHandler>::Events::TOPICS),
         }
     }
 }

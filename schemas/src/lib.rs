@@ -9,6 +9,8 @@
 //! - [`error`]: [`CodecError`], one variant per way decoding fails.
 //! - [`reference`](mod@reference): Dota 2 reference data (heroes, items, modes, regions).
 //! - [`topics`]: topic names and partitioning keys.
+//! - [`routing`]: what each consumer group reads ([`GroupEvents`]): its topics
+//!   and the event each carries, decoded in one place.
 //! - [`registry`]: a Confluent-compatible schema registry client, the
 //!   resolver consumers run before decoding, and compatibility checks.
 pub mod avro;
@@ -18,6 +20,7 @@ pub mod event;
 pub mod events;
 pub mod reference;
 pub mod registry;
+pub mod routing;
 pub mod topics;
 
 /// The apache-avro this crate is built on, so callers name the same `Schema`.
@@ -26,3 +29,4 @@ pub use codec::{Codec, Encoding, Format, MAX_ALLOCATION_BYTES};
 pub use error::CodecError;
 pub use event::Event;
 pub use events::*;
+pub use routing::{DecodeError, GroupEvents, ScoutEvent};

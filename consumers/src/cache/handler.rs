@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use pipeline::bus::Delivery;
-use pipeline::runner::{Handler, HandlerError};
+use pipeline::runner::{Decoded, EventHandler, HandlerError};
 use schemas::codec::Codec;
-use schemas::{topics, CodecError, Event, MatchCompleted, PlayerProfile, ANONYMOUS_ACCOUNT_ID};
+use schemas::{MatchCompleted, PlayerProfile, ScoutEvent, ANONYMOUS_ACCOUNT_ID};
 
 use super::config::CacheConfig;
 use super::keys;
@@ -19,15 +18,6 @@ use super::write::CacheWrite;
 /// always lands, in Redis or in memory.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheHandlerError {
-    #[error("cannot decode {event} from `{topic}`: {source}")]
-    Decode {
-        event: &'static str,
-        topic: String,
-        #[source]
-        source: CodecError,
-    },
-    #[error("topic `{0}` is not one the cache group reads")]
-    UnknownTopic(String),
     #[error("cannot serialize {what} as JSON: {source}")]
     Serialize {
         what: &'static str,
@@ -40,8 +30,6 @@ impl CacheHandlerError {
     /// `DeadLetter::error_kind` of the failure.
     pub fn kind(&self) -> &'static str {
         match self {
-            CacheHandlerError::Decode { .. } => "decode",
-            CacheHandlerError::UnknownTopic(_) => "unknown_topic",
             CacheHandlerError::Serialize { .. } => "encode",
         }
     }
@@ -79,32 +67,14 @@ impl CacheHandler {
         &self.cache
     }
 
-    fn decode_one(&self, delivery: &Delivery) -> Result<Decoded, CacheHandlerError> {
-        match &*delivery.topic {
-            topics::MATCHES => self.decode(delivery).map(Decoded::Match),
-            topics::PLAYERS => self.decode(delivery).map(Decoded::Profile),
-            other => Err(CacheHandlerError::UnknownTopic(other.to_string())),
-        }
-    }
-
-    fn decode<E: Event>(&self, delivery: &Delivery) -> Result<E, CacheHandlerError> {
-        self.codec
-            .decode(&delivery.payload)
-            .map_err(|source| CacheHandlerError::Decode {
-                event: E::NAME,
-                topic: delivery.topic.to_string(),
-                source,
-            })
-    }
-
     /// The cached profiles of every account the batch has a profile for,
     /// read in one round trip.
-    async fn cached_profiles(&self, decoded: &[Result<Decoded, CacheHandlerError>]) -> Profiles {
-        let accounts: Vec<i64> = decoded
+    async fn cached_profiles(&self, events: &[Decoded<'_, ScoutEvent>]) -> Profiles {
+        let accounts: Vec<i64> = events
             .iter()
-            .filter_map(|d| match d {
-                Ok(Decoded::Profile(p)) => Some(p.account_id),
-                _ => None,
+            .filter_map(|d| match &d.event {
+                ScoutEvent::Profile(p) => Some(p.account_id),
+                ScoutEvent::Match(_) => None,
             })
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -120,12 +90,6 @@ impl CacheHandler {
             })
             .collect()
     }
-}
-
-/// A delivery decoded into the event its topic carries.
-enum Decoded {
-    Match(MatchCompleted),
-    Profile(PlayerProfile),
 }
 
 /// One account's cached profile and what the batch has made of it so far.
@@ -270,24 +234,31 @@ fn merge_profiles(incoming: &PlayerProfile, cached: &PlayerProfile) -> PlayerPro
 }
 
 #[async_trait]
-impl Handler for CacheHandler {
-    /// Decodes the batch, reads the cached profiles it merges with (one
-    /// round trip) and sends all its writes in one pipeline (one more).
-    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
-        let decoded: Vec<_> = deliveries.iter().map(|d| self.decode_one(d)).collect();
-        let mut profiles = self.cached_profiles(&decoded).await;
+impl EventHandler for CacheHandler {
+    type Events = ScoutEvent;
+
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// Reads the cached profiles the batch merges with (one round trip) and
+    /// sends all its writes in one pipeline (one more).
+    async fn handle_events(
+        &self,
+        events: Vec<Decoded<'_, ScoutEvent>>,
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut profiles = self.cached_profiles(&events).await;
         let mut batch = BatchWrites::default();
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        for (index, event) in decoded.into_iter().enumerate() {
-            let outcome = match event {
-                Ok(Decoded::Match(m)) => batch.add_match(&m),
-                Ok(Decoded::Profile(p)) => {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (index, decoded) in events.iter().enumerate() {
+            let outcome = match &decoded.event {
+                ScoutEvent::Match(m) => batch.add_match(m),
+                ScoutEvent::Profile(p) => {
                     if let Some(state) = profiles.get_mut(&p.account_id) {
-                        state.merge(index, &p);
+                        state.merge(index, p);
                     }
                     Ok(())
                 }
-                Err(err) => Err(err),
             };
             outcomes.push(outcome.map_err(HandlerError::from));
         }

@@ -15,25 +15,23 @@ pub mod stats;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pipeline::bus::{BusError, Delivery, Publisher, Record};
+use pipeline::bus::{BusError, Publisher, Record};
 use pipeline::internal_events::InternalEvent;
-use pipeline::runner::{Handler, HandlerError};
+use pipeline::runner::{Decoded, EventHandler, HandlerError};
 use schemas::codec::{Codec, Encoding};
 use schemas::reference::Reference;
 use schemas::{CodecError, MatchCompleted};
 
 use events::{EnrichedPublishFailed, MatchesEnriched, UnknownReferenceIds};
 
-/// Topic the group reads by default.
-pub const DEFAULT_INPUT_TOPIC: &str = "matches";
+/// The topic the group reads (`<MatchCompleted as GroupEvents>::TOPICS`).
+pub const DEFAULT_INPUT_TOPIC: &str = schemas::topics::MATCHES;
 /// Topic enriched matches go to by default.
 pub const DEFAULT_OUTPUT_TOPIC: &str = "matches.enriched";
 
 /// Why one delivery could not be enriched.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    #[error("cannot decode MatchCompleted: {0}")]
-    Decode(#[source] CodecError),
     #[error("cannot encode MatchEnriched: {0}")]
     Encode(#[source] CodecError),
     #[error("cannot publish to `{topic}`: {source}")]
@@ -48,13 +46,12 @@ impl EnrichError {
     /// `DeadLetter::error_kind` of the failure.
     pub fn kind(&self) -> &'static str {
         match self {
-            EnrichError::Decode(_) => "decode",
             EnrichError::Encode(_) => "encode",
             EnrichError::Publish { .. } => "publish",
         }
     }
 
-    /// Bad bytes stay bad; the output topic may come back.
+    /// An event that does not encode stays so; the output topic may come back.
     pub fn is_retriable(&self) -> bool {
         matches!(self, EnrichError::Publish { .. })
     }
@@ -113,13 +110,13 @@ impl EnrichHandler {
         &self.output_topic
     }
 
-    /// Decodes, enriches and encodes one delivery into the record to publish.
-    fn prepare(&self, delivery: &Delivery, enriched_at_ms: i64) -> Result<Record, EnrichError> {
-        let completed: MatchCompleted = self
-            .codec
-            .decode(&delivery.payload)
-            .map_err(EnrichError::Decode)?;
-        let enriched = stats::enrich(&completed, self.reference, enriched_at_ms);
+    /// Enriches and encodes one match into the record to publish.
+    fn prepare(
+        &self,
+        completed: &MatchCompleted,
+        enriched_at_ms: i64,
+    ) -> Result<Record, EnrichError> {
+        let enriched = stats::enrich(completed, self.reference, enriched_at_ms);
         if !enriched.unknown_ids.is_empty() {
             UnknownReferenceIds {
                 match_id: enriched.match_id,
@@ -165,15 +162,24 @@ impl EnrichHandler {
 }
 
 #[async_trait]
-impl Handler for EnrichHandler {
-    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+impl EventHandler for EnrichHandler {
+    type Events = MatchCompleted;
+
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    async fn handle_events(
+        &self,
+        matches: Vec<Decoded<'_, MatchCompleted>>,
+    ) -> Vec<Result<(), HandlerError>> {
         let enriched_at_ms = (self.clock)();
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        let mut records = Vec::with_capacity(deliveries.len());
-        // Indexes into `outcomes` of the deliveries whose record is in `records`.
-        let mut published = Vec::with_capacity(deliveries.len());
-        for (i, delivery) in deliveries.iter().enumerate() {
-            match self.prepare(delivery, enriched_at_ms) {
+        let mut outcomes = Vec::with_capacity(matches.len());
+        let mut records = Vec::with_capacity(matches.len());
+        // Indexes into `outcomes` of the matches whose record is in `records`.
+        let mut published = Vec::with_capacity(matches.len());
+        for (i, completed) in matches.iter().enumerate() {
+            match self.prepare(&completed.event, enriched_at_ms) {
                 Ok(record) => {
                     records.push(record);
                     published.push(i);

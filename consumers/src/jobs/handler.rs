@@ -4,9 +4,8 @@
 //! partition or outlives a consumer's poll deadline.
 
 use async_trait::async_trait;
-use pipeline::bus::Delivery;
 use pipeline::internal_events::InternalEvent;
-use pipeline::runner::{Handler, HandlerError};
+use pipeline::runner::{Decoded, EventHandler, HandlerError};
 use schemas::codec::Codec;
 use schemas::JobRequested;
 
@@ -39,15 +38,6 @@ impl JobsHandler {
 
     pub fn tracker(&self) -> &JobTracker {
         &self.tracker
-    }
-
-    fn decode(&self, delivery: &Delivery) -> Result<JobRequested, HandlerError> {
-        let request: JobRequested = self
-            .codec
-            .decode(&delivery.payload)
-            .map_err(|err| HandlerError::permanent("decode", err.to_string()))?;
-        validate(&request).map_err(HandlerError::from)?;
-        Ok(request)
     }
 
     /// Attempts for this request: its own, else its type's.
@@ -102,15 +92,30 @@ pub fn validate(request: &JobRequested) -> Result<(), JobError> {
 }
 
 #[async_trait]
-impl Handler for JobsHandler {
+impl EventHandler for JobsHandler {
+    type Events = JobRequested;
+
+    fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
     /// Records the valid requests of the slice in one batch, in order, so a
     /// duplicate sees the request before it as active. A redelivered request
     /// finds its job and changes nothing. Undecodable or invalid requests
     /// fail alone (the runner dead-letters them); a database or bus error
     /// fails the batch's valid ones, which the runner retries.
-    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
-        let decoded: Vec<Result<JobRequested, HandlerError>> =
-            deliveries.iter().map(|d| self.decode(d)).collect();
+    async fn handle_events(
+        &self,
+        requests: Vec<Decoded<'_, JobRequested>>,
+    ) -> Vec<Result<(), HandlerError>> {
+        let decoded: Vec<Result<JobRequested, HandlerError>> = requests
+            .into_iter()
+            .map(|r| {
+                validate(&r.event)
+                    .map(|()| r.event)
+                    .map_err(HandlerError::from)
+            })
+            .collect();
         let valid: Vec<(&JobRequested, u32)> = decoded
             .iter()
             .filter_map(|r| r.as_ref().ok())

@@ -1,19 +1,19 @@
-//! The persist group's [`Handler`]: decodes a batch (every partition's
-//! deliveries on the first attempt, one partition's on a retry) and writes it
-//! in one transaction.
+//! The persist group's [`EventHandler`]: writes a batch of decoded events
+//! (every partition's on the first attempt, one partition's on a retry) in
+//! one transaction, or one per writer's share of its partitions.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pipeline::bus::Delivery;
 use pipeline::internal_events::InternalEvent;
-use pipeline::runner::{Handler, HandlerError};
+use pipeline::runner::{Decoded, EventHandler, HandlerError};
 use schemas::codec::Codec;
-use schemas::topics;
 
 use super::events::{BatchSplit, DeliveryRejected};
-use super::{Applied, PersistEvent, Source, Store};
+use super::{validate, Applied, PersistEvent, Source, Store};
 
 /// Persists `matches` and `players` deliveries, each exactly once per group
 /// (see [`Store::write_sourced`]). The positions it keeps rely on what every
@@ -67,42 +67,18 @@ impl PersistHandler {
         &self.store
     }
 
-    /// The event a delivery carries, by topic, and where it was read; checked
-    /// so one bad event cannot fail the transaction of a whole batch.
-    fn decode(&self, delivery: &Delivery) -> Result<(PersistEvent, Source), HandlerError> {
+    /// Where the event was read, once it is known to be storable: checked so
+    /// one bad event cannot fail the transaction of a whole batch.
+    fn accept(&self, decoded: &Decoded<'_, PersistEvent>) -> Result<Source, HandlerError> {
+        let delivery = decoded.delivery;
         let position = Applied::of(&delivery.position)
             .map_err(|err| HandlerError::permanent("position", err.to_string()))?;
-        let source = Source {
+        validate(&decoded.event)?;
+        Ok(Source {
             topic: Arc::clone(&delivery.topic),
             partition: delivery.partition,
             position,
-        };
-        Ok((self.decode_event(delivery)?, source))
-    }
-
-    fn decode_event(&self, delivery: &Delivery) -> Result<PersistEvent, HandlerError> {
-        let decode_error =
-            |err: schemas::CodecError| HandlerError::permanent("decode", err.to_string());
-        let event = match &*delivery.topic {
-            topics::MATCHES => {
-                PersistEvent::Match(self.codec.decode(&delivery.payload).map_err(decode_error)?)
-            }
-            topics::PLAYERS => {
-                PersistEvent::Profile(self.codec.decode(&delivery.payload).map_err(decode_error)?)
-            }
-            other => {
-                return Err(HandlerError::permanent(
-                    "topic",
-                    format!(
-                        "persist reads `{}` and `{}`, not `{other}`",
-                        topics::MATCHES,
-                        topics::PLAYERS
-                    ),
-                ))
-            }
-        };
-        event.validate()?;
-        Ok(event)
+        })
     }
 
     /// Writes the events one transaction each, after their batch failed for
@@ -140,28 +116,38 @@ impl PersistHandler {
 }
 
 #[async_trait]
-impl Handler for PersistHandler {
+impl EventHandler for PersistHandler {
+    type Events = PersistEvent;
+
     /// One transaction per batch, or per writer's share of it: rows merged in
     /// Rust first, one commit, one statement per table.
-    fn takes_whole_batches(&self) -> bool {
-        true
+    const WHOLE_BATCHES: bool = true;
+
+    fn codec(&self) -> &Codec {
+        &self.codec
     }
 
-    async fn handle(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
+    async fn handle_events(
+        &self,
+        events: Vec<Decoded<'_, PersistEvent>>,
+    ) -> Vec<Result<(), HandlerError>> {
         let writers = match self.store {
             Store::Postgres(_) => self.writers,
             Store::Sqlite(_) => 1,
         };
-        let shares = shares_by_partition(deliveries, writers);
+        let deliveries: Vec<&Delivery> = events.iter().map(|e| e.delivery).collect();
+        let shares = shares_by_partition(&deliveries, writers);
         if shares.len() <= 1 {
-            return self.handle_together(deliveries).await;
+            return self.handle_together(events).await;
         }
-        let batches: Vec<Vec<Delivery>> = shares
+        let mut slots: Vec<Option<Decoded<'_, PersistEvent>>> =
+            events.into_iter().map(Some).collect();
+        let batches: Vec<Vec<Decoded<'_, PersistEvent>>> = shares
             .iter()
-            .map(|share| share.iter().map(|i| deliveries[*i].clone()).collect())
+            .map(|share| share.iter().filter_map(|i| slots[*i].take()).collect())
             .collect();
         let results =
-            futures::future::join_all(batches.iter().map(|batch| self.handle_together(batch)))
+            futures::future::join_all(batches.into_iter().map(|batch| self.handle_together(batch)))
                 .await;
         let mut outcomes: Vec<Option<Result<(), HandlerError>>> = vec![None; deliveries.len()];
         for (share, results) in shares.iter().zip(results) {
@@ -178,10 +164,11 @@ impl Handler for PersistHandler {
 
 /// Indexes of `deliveries` in up to `writers` shares, whole partitions each,
 /// dealt in turn by first appearance so the shares are about even.
-fn shares_by_partition(deliveries: &[Delivery], writers: usize) -> Vec<Vec<usize>> {
+fn shares_by_partition<D: Borrow<Delivery>>(deliveries: &[D], writers: usize) -> Vec<Vec<usize>> {
     let mut share_of: HashMap<(&str, i32), usize> = HashMap::new();
     let mut shares: Vec<Vec<usize>> = Vec::new();
     for (i, delivery) in deliveries.iter().enumerate() {
+        let delivery: &Delivery = delivery.borrow();
         let next = share_of.len() % writers.max(1);
         let share = *share_of
             .entry((&*delivery.topic, delivery.partition))
@@ -195,24 +182,27 @@ fn shares_by_partition(deliveries: &[Delivery], writers: usize) -> Vec<Vec<usize
 }
 
 impl PersistHandler {
-    /// Decodes the deliveries and writes them in one transaction.
-    async fn handle_together(&self, deliveries: &[Delivery]) -> Vec<Result<(), HandlerError>> {
-        let mut outcomes: Vec<Result<(), HandlerError>> = Vec::with_capacity(deliveries.len());
-        let mut events = Vec::with_capacity(deliveries.len());
-        let mut sources = Vec::with_capacity(deliveries.len());
+    /// Writes the storable events in one transaction; the rest fail alone.
+    async fn handle_together(
+        &self,
+        decoded: Vec<Decoded<'_, PersistEvent>>,
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut outcomes: Vec<Result<(), HandlerError>> = Vec::with_capacity(decoded.len());
+        let mut events = Vec::with_capacity(decoded.len());
+        let mut sources = Vec::with_capacity(decoded.len());
         // Indexes into `outcomes` of the deliveries whose event is in `events`.
-        let mut written = Vec::with_capacity(deliveries.len());
-        for (i, delivery) in deliveries.iter().enumerate() {
-            match self.decode(delivery) {
-                Ok((event, source)) => {
-                    events.push(event);
+        let mut written = Vec::with_capacity(decoded.len());
+        for (i, one) in decoded.into_iter().enumerate() {
+            match self.accept(&one) {
+                Ok(source) => {
+                    events.push(one.event);
                     sources.push(source);
                     written.push(i);
                     outcomes.push(Ok(()));
                 }
                 Err(err) => {
                     DeliveryRejected {
-                        delivery,
+                        delivery: one.delivery,
                         error_kind: err.kind(),
                         error: err.message(),
                     }
@@ -270,6 +260,6 @@ mod tests {
         );
         assert_eq!(shares_by_partition(&batch, 1), vec![vec![0, 1, 2, 3, 4, 5]]);
         assert_eq!(shares_by_partition(&batch[..1], 4), vec![vec![0]]);
-        assert!(shares_by_partition(&[], 2).is_empty());
+        assert!(shares_by_partition::<Delivery>(&[], 2).is_empty());
     }
 }

@@ -112,21 +112,15 @@ const POSTGRES_MAX_CONNECTIONS: u32 = 8;
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An event the persist group stores.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PersistEvent {
-    Match(MatchCompleted),
-    Profile(PlayerProfile),
-}
+/// An event the persist group stores: what `matches` and `players` carry.
+pub use schemas::ScoutEvent as PersistEvent;
 
-impl PersistEvent {
-    /// Rejects what can never be stored (e.g. a slot taken twice), so it fails
-    /// alone instead of failing its batch.
-    pub fn validate(&self) -> Result<(), PersistError> {
-        match self {
-            PersistEvent::Match(m) => rows::validate_match(m),
-            PersistEvent::Profile(p) => rows::validate_profile(p),
-        }
+/// Rejects what can never be stored (e.g. a slot taken twice, a NUL in a
+/// name), so it fails alone instead of failing its batch.
+pub fn validate(event: &PersistEvent) -> Result<(), PersistError> {
+    match event {
+        PersistEvent::Match(m) => rows::validate_match(m),
+        PersistEvent::Profile(p) => rows::validate_profile(p),
     }
 }
 
@@ -255,10 +249,10 @@ impl Store {
     }
 
     /// Writes the events in one transaction. Fails as a whole: invalid events
-    /// ([`PersistEvent::validate`]) fail it before anything is written.
+    /// ([`validate`]) fail it before anything is written.
     pub async fn write(&self, events: &[PersistEvent]) -> Result<WriteSummary, PersistError> {
         for event in events {
-            event.validate()?;
+            validate(event)?;
         }
         self.write_rows(batch_rows(events), events.len()).await
     }
@@ -281,7 +275,7 @@ impl Store {
             )));
         }
         for event in events {
-            event.validate()?;
+            validate(event)?;
         }
         let started = Instant::now();
         let written = match self {

@@ -20,10 +20,12 @@ use crate::bus::{now_ms, BusError, Delivery, Publisher, Subscription};
 mod dead_letters;
 mod handler;
 mod slices;
+pub mod typed;
 
 pub use dead_letters::dead_letter_for;
 pub use handler::{Handler, HandlerError};
 use slices::into_partition_slices;
+pub use typed::{Decoded, EventHandler};
 
 use crate::internal_events::{
     AssignmentChanged, BatchHandled, BusCallFailed, EventsHandled, EventsReceived, HandlerFailed,
