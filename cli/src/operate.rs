@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use consumers::persist::{Applied, Store};
 use pipeline::bus::{Bus, Delivery, Record, ResetPosition, ResetTo};
 use schemas::{topics, Codec, DeadLetter, MatchCompleted, PlayerProfile};
@@ -11,28 +11,20 @@ use schemas::{topics, Codec, DeadLetter, MatchCompleted, PlayerProfile};
 /// How long a read of the dead-letter topic waits for more before it is done.
 const QUIET: Duration = Duration::from_secs(2);
 
-/// Parses `earliest`, `latest`, a unix time in milliseconds, or a time ago
-/// such as `-30m`, `-2h`, `-1d`.
+/// Parses `earliest`, `latest`, a unix time in milliseconds, or a time ago:
+/// `-` and a duration as humantime reads it (`-30m`, `-2h`, `-1d`, `-1h30m`).
 pub fn parse_reset_to(text: &str, now_ms: i64) -> anyhow::Result<ResetTo> {
     Ok(match text {
         "earliest" => ResetTo::Earliest,
         "latest" => ResetTo::Latest,
         ago if ago.starts_with('-') => {
-            let (number, unit) = ago[1..].split_at(ago.len().saturating_sub(2));
-            let amount: i64 = number
-                .parse()
-                .with_context(|| format!("`{text}`: expected e.g. -30m"))?;
-            let unit_ms = match unit {
-                "s" => 1_000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => bail!("`{text}`: the unit is s, m, h or d"),
-            };
-            ResetTo::Timestamp(now_ms - amount * unit_ms)
+            let ago = humantime::parse_duration(&ago[1..]).with_context(|| {
+                format!("`{text}`: expected a time ago such as -30m, -2h or -1d")
+            })?;
+            ResetTo::Timestamp(now_ms - i64::try_from(ago.as_millis())?)
         }
         ms => ResetTo::Timestamp(ms.parse().with_context(|| {
-            format!("`{text}` is not earliest, latest, unix milliseconds or -<n><s|m|h|d>")
+            format!("`{text}` is not earliest, latest, unix milliseconds or a time ago like -2h")
         })?),
     })
 }
@@ -300,5 +292,32 @@ mod tests {
             })
         );
         assert_eq!(applied("$"), None);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn reset_targets_read_names_times_and_times_ago() {
+        let now = 10_000_000_000;
+        assert!(matches!(
+            parse_reset_to("earliest", now).unwrap(),
+            ResetTo::Earliest
+        ));
+        assert!(matches!(
+            parse_reset_to("latest", now).unwrap(),
+            ResetTo::Latest
+        ));
+        let at = |text| match parse_reset_to(text, now).unwrap() {
+            ResetTo::Timestamp(ms) => ms,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(at("1700000000000"), 1_700_000_000_000);
+        assert_eq!(at("-30m"), now - 30 * 60_000);
+        assert_eq!(at("-2h"), now - 2 * 3_600_000);
+        assert_eq!(at("-1d"), now - 86_400_000);
+        assert_eq!(at("-1h30m"), now - 90 * 60_000);
+        for bad in ["-2x", "-", "yesterday"] {
+            let error = parse_reset_to(bad, now).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
     }
 }
