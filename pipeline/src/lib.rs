@@ -4,7 +4,6 @@
 //!   [`bus::redis_streams`] and the embedded [`bus::memory`].
 //! - [`runner`]: drives a [`runner::Handler`] over a subscription: batching,
 //!   retries with backoff, dead letters, ack-after-durable, graceful shutdown.
-//! - [`baseline`]: raw client reads of a topic, the baselines benchmarks compare with.
 //! - [`config`]: bus and runner settings from TOML plus `SCOUTSTREAM__` environment
 //!   overrides, validated with errors that name the field.
 //! - [`internal_events`]: one struct per thing that happens, writing its log line
@@ -15,7 +14,6 @@
 //! - [`observe`]: Prometheus metrics (names, recorder), consumer-lag gauges, and the
 //!   `/metrics`, `/healthz` and `/readyz` endpoints.
 
-pub mod baseline;
 pub mod bus;
 pub mod config;
 pub mod internal_events;

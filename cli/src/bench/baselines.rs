@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use consumers::persist::{copy_player_rows_raw, Store};
+use ::baselines::copy_player_rows_raw;
+use consumers::persist::Store;
 use pipeline::bus::Bus;
 use pipeline::config::Backend;
 use schemas::{topics, Encoding};
@@ -33,7 +34,7 @@ pub(super) async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Re
             let prefetch_kbytes = config.bus.kafka.max_prefetch_kbytes;
             Some(
                 tokio::task::spawn_blocking(move || {
-                    pipeline::baseline::raw_kafka_consume(
+                    ::baselines::raw_kafka_consume(
                         &brokers,
                         &topic,
                         partitions,
@@ -51,13 +52,8 @@ pub(super) async fn raw_consume(config: &AppConfig, events: usize) -> anyhow::Re
                 .map(|p| format!("{}{topic}:{p}", config.bus.redis.key_prefix))
                 .collect();
             Some(
-                pipeline::baseline::raw_redis_consume(
-                    &config.bus.redis.url,
-                    &streams,
-                    events,
-                    timeout,
-                )
-                .await?,
+                ::baselines::raw_redis_consume(&config.bus.redis.url, &streams, events, timeout)
+                    .await?,
             )
         }
     })
@@ -97,6 +93,6 @@ pub(super) async fn produce_alone(
         .await?;
     let topic = format!("{}raw-produce", config.bus.topic_prefix);
     let brokers = &config.bus.kafka.brokers;
-    let raw = pipeline::baseline::raw_kafka_produce(brokers, &topic, &records, CHUNK).await?;
+    let raw = ::baselines::raw_kafka_produce(brokers, &topic, &records, CHUNK).await?;
     Ok(Some((ours, raw)))
 }

@@ -176,7 +176,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         None
     };
 
-    let (cpu_before, started) = (pipeline::baseline::process_cpu_seconds(), Instant::now());
+    let (cpu_before, started) = (::baselines::process_cpu_seconds(), Instant::now());
     let running = tokio::spawn(app::run_groups(
         bus.clone(),
         config.runner.clone(),
@@ -200,7 +200,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
     };
     wait_until_caught_up(bus.as_ref(), &watched).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
+    let cpu = ::baselines::process_cpu_seconds() - cpu_before;
     stop.cancel();
     running.await??;
     let samples = sampler.await?;
@@ -252,7 +252,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
-        peak_rss_mib: pipeline::baseline::peak_rss_kib() / 1024.0,
+        peak_rss_mib: ::baselines::peak_rss_kib() / 1024.0,
         raw_consume_per_s,
         raw_produce_per_s,
         raw_copy_rows_per_s,

@@ -6,7 +6,6 @@
 //!   `consumers/migrations/{postgres,sqlite}` when it connects.
 //! - [`PersistHandler`]: the group's [`pipeline::runner::Handler`].
 //! - [`scout`]: player and team reports.
-//! - [`copy_player_rows_raw`]: a raw `COPY` baseline for benchmarks.
 //! - [`events`]: what the group logs.
 //!
 //! # Tables
@@ -64,7 +63,6 @@ pub mod events;
 pub mod scout;
 
 mod backend;
-mod copy;
 mod error;
 mod handler;
 mod hero_pool;
@@ -86,7 +84,6 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 
-pub use copy::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
 pub use error::PersistError;
 pub use handler::PersistHandler;
 pub use positions::{Applied, Source};

@@ -180,7 +180,8 @@ macro_rules! table_row {
                 $( b.push_bind($crate::persist::row_def::ToBind::to_bind(&self.$field)); )*
             }
 
-            pub(crate) fn push_copy_line(&self, out: &mut String) {
+            /// The row as one line of `COPY ... FROM STDIN` text format.
+            pub fn push_copy_line(&self, out: &mut String) {
                 let mut line = $crate::persist::row_def::CopyLine::new(out);
                 $( $crate::persist::row_def::CopyText::push_copy(&self.$field, &mut line); )*
                 line.end();

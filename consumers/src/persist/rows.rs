@@ -423,4 +423,46 @@ mod tests {
         assert!(source_rank("json") > source_rank("loadgen"));
         assert_eq!(source_rank("something new"), 0);
     }
+
+    #[test]
+    fn lines_escape_text_and_mark_nulls() {
+        let row = PlayerMatchRow {
+            match_id: 1,
+            player_slot: 128,
+            account_id: None,
+            hero_id: 2,
+            kills: 3,
+            deaths: 4,
+            assists: 5,
+            last_hits: 6,
+            denies: 7,
+            gold_per_min: 8,
+            xp_per_min: 9,
+            level: 10,
+            hero_damage: Some(11),
+            tower_damage: None,
+            hero_healing: None,
+            gold: None,
+            gold_spent: None,
+            net_worth: Some(12),
+            leaver_status: None,
+            items: Some(vec![1, 0, 3]),
+            backpack: None,
+            persona_name: Some("a\tb\\c\nd".to_string()),
+            is_radiant: false,
+            won: true,
+            start_time: 13,
+            source_rank: 3,
+        };
+        let mut out = String::new();
+        row.push_copy_line(&mut out);
+        assert_eq!(
+            out,
+            "1\t128\t\\N\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t\\N\t\\N\t\\N\t\\N\t12\t\\N\t[1,0,3]\t\\N\ta\\tb\\\\c\\nd\tf\tt\t13\t3\n"
+        );
+        assert_eq!(
+            out.trim_end().split('\t').count(),
+            PlayerMatchRow::COLUMNS.len()
+        );
+    }
 }

@@ -1,24 +1,18 @@
-//! Raw writes and reads of a topic with the plain clients, no scoutstream
-//! layer: the baselines benchmarks print beside our figures, measured in the
-//! same run.
+//! A bare librdkafka producer and consumer doing what our Kafka bus does.
 
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "kafka")]
+use pipeline::bus::{BusError, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-#[cfg(feature = "kafka")]
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::bus::BusError;
-#[cfg(feature = "kafka")]
-use crate::bus::Record;
+use crate::process::process_cpu_seconds;
+use crate::ConsumeRate;
 
 /// Publishes `records` to `topic` with a bare librdkafka producer set up as our
 /// Kafka bus sets its own (acks=all, idempotence, linger 5 ms), awaiting each
 /// chunk of `chunk` sends as our `publish_batch` does; returns records per second.
-#[cfg(feature = "kafka")]
 pub async fn raw_kafka_produce(
     brokers: &str,
     topic: &str,
@@ -55,7 +49,6 @@ pub async fn raw_kafka_produce(
 /// consumer (assigned, no group, no commits) whose prefetch is bounded as ours
 /// is (`prefetch_kbytes`); returns records per second from the first record on
 /// (connecting is not counted, as it is not for ours).
-#[cfg(feature = "kafka")]
 pub fn raw_kafka_consume(
     brokers: &str,
     topic: &str,
@@ -97,89 +90,4 @@ pub fn raw_kafka_consume(
             cpu_us_per_event: (process_cpu_seconds() - cpu) * 1e6 / timed,
         },
     })
-}
-
-/// How fast a consumer read, and the CPU this process spent per record doing it.
-#[derive(Debug, Clone, Copy)]
-pub struct ConsumeRate {
-    pub per_second: f64,
-    pub cpu_us_per_event: f64,
-}
-
-/// Reads every entry of `streams` with XREADGROUP (a fresh group) and XACKs it;
-/// returns entries per second.
-pub async fn raw_redis_consume(
-    url: &str,
-    streams: &[String],
-    events: usize,
-    timeout: Duration,
-) -> Result<f64, BusError> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let group = format!("raw-baseline-{}", uuid::Uuid::new_v4().simple());
-    for stream in streams {
-        let () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(&group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await?;
-    }
-    let started = Instant::now();
-    let mut got = 0;
-    while got < events && started.elapsed() < timeout {
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(&group)
-            .arg("raw")
-            .arg("COUNT")
-            .arg(1000)
-            .arg("STREAMS")
-            .arg(streams);
-        for _ in streams {
-            read.arg(">");
-        }
-        let reply: Option<redis::streams::StreamReadReply> = read.query_async(&mut conn).await?;
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            let ids: Vec<&str> = key.ids.iter().map(|i| i.id.as_str()).collect();
-            got += ids.len();
-            if !ids.is_empty() {
-                let _: i64 = redis::cmd("XACK")
-                    .arg(&key.key)
-                    .arg(&group)
-                    .arg(&ids)
-                    .query_async(&mut conn)
-                    .await?;
-            }
-        }
-    }
-    for stream in streams {
-        let _: i64 = redis::cmd("XGROUP")
-            .arg("DESTROY")
-            .arg(stream)
-            .arg(&group)
-            .query_async(&mut conn)
-            .await?;
-    }
-    Ok(got as f64 / started.elapsed().as_secs_f64())
-}
-
-/// User + system CPU seconds of this process so far, to the microsecond
-/// (`CLOCK_PROCESS_CPUTIME_ID`; `/proc` ticks are too coarse for short runs).
-pub fn process_cpu_seconds() -> f64 {
-    cpu_time::ProcessTime::try_now()
-        .map(|t| t.as_duration().as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Peak resident memory of this process (`VmHWM`), in KiB.
-pub fn peak_rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
 }

@@ -4,7 +4,7 @@
 //! join excluded). Kafka runs seven rounds per group protocol, alternating
 //! whether ours or raw consumes first, and shows each round and the medians
 //! (ratios: the median of the rounds' ratios). CPU is this process's, per event
-//! consumed, librdkafka's threads included. Run: `cargo bench -p pipeline --bench bus [-- EVENTS [memory|redis|kafka]...]`.
+//! consumed, librdkafka's threads included. Run: `cargo bench -p baselines --bench bus [-- EVENTS [memory|redis|kafka]...]`.
 //! Needs the servers of `scripts/services.sh`.
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pipeline::baseline::ConsumeRate;
+use baselines::ConsumeRate;
 use pipeline::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
@@ -93,16 +93,13 @@ async fn consume(bus: &dyn Bus, topic: &str, events: usize) -> (f64, f64) {
     while handled() == 0 {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-    let (cpu_before, started, first) = (
-        pipeline::baseline::process_cpu_seconds(),
-        Instant::now(),
-        handled(),
-    );
+    let (cpu_before, started, first) =
+        (baselines::process_cpu_seconds(), Instant::now(), handled());
     while handled() < events {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = pipeline::baseline::process_cpu_seconds() - cpu_before;
+    let cpu = baselines::process_cpu_seconds() - cpu_before;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     let timed = (events - first) as f64;
@@ -139,7 +136,7 @@ async fn raw_redis(url: &str, events: usize) -> (f64, ConsumeRate) {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let (started, cpu) = (Instant::now(), pipeline::baseline::process_cpu_seconds());
+    let (started, cpu) = (Instant::now(), baselines::process_cpu_seconds());
     let mut got = 0;
     while got < events {
         let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
@@ -170,7 +167,7 @@ async fn raw_redis(url: &str, events: usize) -> (f64, ConsumeRate) {
     }
     let consume = ConsumeRate {
         per_second: events as f64 / started.elapsed().as_secs_f64(),
-        cpu_us_per_event: (pipeline::baseline::process_cpu_seconds() - cpu) * 1e6 / events as f64,
+        cpu_us_per_event: (baselines::process_cpu_seconds() - cpu) * 1e6 / events as f64,
     };
     let _: i64 = redis::cmd("DEL")
         .arg(&stream)
@@ -319,14 +316,10 @@ async fn kafka(brokers: &str, run: &str, events: usize) {
             let produce_per_s = produce(&kafka, &topic, events).await;
             let raw_topic = format!("bench-raw-{run}-{group_protocol:?}-{round}");
             kafka.ensure_topic(&raw_topic, PARTITIONS).await.unwrap();
-            let raw_produce = pipeline::baseline::raw_kafka_produce(
-                brokers,
-                &raw_topic,
-                &records(events),
-                PUBLISH_CHUNK,
-            )
-            .await
-            .unwrap();
+            let raw_produce =
+                baselines::raw_kafka_produce(brokers, &raw_topic, &records(events), PUBLISH_CHUNK)
+                    .await
+                    .unwrap();
             // Both read the same topic; who reads first alternates, so neither
             // always meets a broker whose caches the other warmed.
             let (ours, raw_consume) = if round % 2 == 0 {
@@ -362,7 +355,7 @@ async fn kafka(brokers: &str, run: &str, events: usize) {
 async fn raw_consume(brokers: &str, topic: &str, events: usize) -> ConsumeRate {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        pipeline::baseline::raw_kafka_consume(
+        baselines::raw_kafka_consume(
             &brokers,
             &topic,
             PARTITIONS,
