@@ -42,7 +42,7 @@ impl DecodeError {
     pub fn kind(&self) -> &'static str {
         match self {
             DecodeError::Codec { .. } => "decode",
-            DecodeError::Topic { .. } => "topic",
+            DecodeError::Topic { .. } => "unknown_topic",
         }
     }
 
@@ -143,7 +143,7 @@ mod tests {
         assert!(wrong.to_string().contains("MatchCompleted"), "{wrong}");
 
         let elsewhere = MatchCompleted::decode(&codec, topics::PLAYERS, &bytes).unwrap_err();
-        assert_eq!(elsewhere.kind(), "topic");
+        assert_eq!(elsewhere.kind(), "unknown_topic");
         assert!(!elsewhere.is_retriable());
     }
 }
