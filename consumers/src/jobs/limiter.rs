@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pipeline::internal_events::InternalEvent;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::config::{JobsConfig, RateLimit};
 use super::events::{
@@ -63,7 +63,10 @@ pub struct RateLimiter {
 struct Inner {
     limits: BTreeMap<String, RateLimit>,
     client: redis::Client,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    manager_config: ConnectionManagerConfig,
+    /// Created on first success (Redis may be down at start-up); it
+    /// reconnects by itself after a failure, as the cache's does.
+    manager: tokio::sync::OnceCell<ConnectionManager>,
     script: redis::Script,
     key_prefix: String,
     timeout: Duration,
@@ -81,11 +84,18 @@ impl RateLimiter {
     pub fn new(config: &JobsConfig) -> Result<Self, redis::RedisError> {
         let client = pipeline::redis_tls::client(&config.redis_url, &config.redis_tls)?;
         let fraction = config.rate_limit_fallback_fraction.clamp(0.01, 1.0);
+        // One connection attempt per reconnect: the fallback's retry interval
+        // paces the attempts while Redis is away.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(config.redis_timeout())
+            .set_response_timeout(config.redis_timeout())
+            .set_number_of_retries(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 limits: config.rate_limits.clone(),
                 client,
-                connection: tokio::sync::Mutex::new(None),
+                manager_config,
+                manager: tokio::sync::OnceCell::new(),
                 script: redis::Script::new(GCRA_LUA),
                 key_prefix: config.key_prefix.clone(),
                 timeout: config.redis_timeout(),
@@ -163,16 +173,12 @@ impl RateLimiter {
         invocation.arg(interval).arg(tolerance);
         let call = invocation.invoke_async::<(i64, i64)>(&mut connection);
         let outcome = tokio::time::timeout(self.inner.timeout, call).await;
+        // Not retried here: a grant moves the shared TAT, so a second try
+        // could take two. The manager reconnects for the next call.
         let (wait_us, now) = match outcome {
             Ok(Ok(answer)) => answer,
-            Ok(Err(err)) => {
-                self.drop_connection().await;
-                return Err(err.to_string());
-            }
-            Err(_) => {
-                self.drop_connection().await;
-                return Err("timed out".to_string());
-            }
+            Ok(Err(err)) => return Err(err.to_string()),
+            Err(_) => return Err("timed out".to_string()),
         };
         Ok(decision(wait_us, now, true))
     }
@@ -193,23 +199,18 @@ impl RateLimiter {
         }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, String> {
-        let mut slot = self.inner.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let connect = self.inner.manager.get_or_try_init(|| {
+            ConnectionManager::new_with_config(
+                self.inner.client.clone(),
+                self.inner.manager_config.clone(),
+            )
+        });
+        match tokio::time::timeout(self.inner.timeout, connect).await {
+            Ok(Ok(manager)) => Ok(manager.clone()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("connect timed out".to_string()),
         }
-        let connect = self.inner.client.get_multiplexed_async_connection();
-        let connection = match tokio::time::timeout(self.inner.timeout, connect).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(err)) => return Err(err.to_string()),
-            Err(_) => return Err("connect timed out".to_string()),
-        };
-        *slot = Some(connection.clone());
-        Ok(connection)
-    }
-
-    async fn drop_connection(&self) {
-        *self.inner.connection.lock().await = None;
     }
 
     fn fallback_until(&self) -> Option<Instant> {
