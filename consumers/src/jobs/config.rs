@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::Rng;
 use schemas::JobType;
 use serde::Deserialize;
 
@@ -233,13 +232,13 @@ impl Default for JobsConfig {
 }
 
 impl JobsConfig {
-    /// Exponential backoff with jitter (half to full), so retrying workers
-    /// spread out instead of hitting a recovering upstream together.
+    /// The wait before retry `attempt` of a job, as the runner's retries wait.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let shift = attempt.saturating_sub(1).min(20);
-        let exp = self.backoff_initial_ms.saturating_mul(1u64 << shift);
-        let cap = exp.min(self.backoff_max_ms).max(1);
-        Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+        pipeline::runner::jittered_backoff(
+            Duration::from_millis(self.backoff_initial_ms),
+            Duration::from_millis(self.backoff_max_ms),
+            attempt,
+        )
     }
 
     pub fn lease(&self) -> Duration {

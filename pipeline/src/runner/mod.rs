@@ -69,15 +69,20 @@ impl RunnerConfig {
         }
     }
 
-    /// Exponential backoff with full jitter, so retrying workers spread out.
+    /// The wait before retry `attempt` ([`jittered_backoff`]).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .backoff_initial
-            .saturating_mul(1u32 << attempt.min(20).saturating_sub(1));
-        let cap = exp.min(self.backoff_max);
-        let millis = cap.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+        jittered_backoff(self.backoff_initial, self.backoff_max, attempt)
     }
+}
+
+/// Exponential backoff from `initial`, doubling per attempt up to `max`, with
+/// jitter (half to full), so retrying workers spread out instead of hitting a
+/// recovering server together. A function of the attempt number, not a
+/// stateful iterator, because job attempts are counted in the database.
+pub fn jittered_backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let cap = exp.min(max).as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
