@@ -23,7 +23,8 @@ pub trait GroupEvents: Sized + Send + Sync + 'static {
 /// and the topic stay what they are.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("cannot decode {event} from `{topic}`: {source}")]
+    // The codec's reason first, as operators read it in `dlq list`.
+    #[error("{source} (reading {event} from `{topic}`)")]
     Codec {
         event: &'static str,
         topic: String,

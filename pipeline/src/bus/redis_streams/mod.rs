@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncCommands, Client, Value};
 
+mod lease_scripts;
 mod subscription;
 
 pub use subscription::RedisStreamsSubscription;

@@ -11,91 +11,18 @@
 //! of what the group did (persist keeps it in the database).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Value};
 
+use super::lease_scripts::{CLAIM_IF_LEASED, READ_IF_LEASED, RELEASE_LEASES, TAKE_LEASES};
 use super::{RedisStreamsBus, KEY_FIELD, PAYLOAD_FIELD, TIME_FIELD};
 use crate::bus::{assign_round_robin, now_ms, BusError, Delivery, Position, Subscription};
-
-/// Takes or renews each lease in KEYS for ARGV[1] for ARGV[2] ms: 2 newly
-/// taken, 1 renewed, 0 held by another member.
-static TAKE_LEASES: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        local out = {}
-        for i, lease in ipairs(KEYS) do
-          local holder = redis.call('GET', lease)
-          if holder == ARGV[1] then
-            redis.call('PEXPIRE', lease, ARGV[2])
-            out[i] = 1
-          elseif not holder then
-            redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
-            out[i] = 2
-          else
-            out[i] = 0
-          end
-        end
-        return out",
-    )
-});
-
-/// Gives up each lease in KEYS that ARGV[1] holds.
-static RELEASE_LEASES: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        for _, lease in ipairs(KEYS) do
-          if redis.call('GET', lease) == ARGV[1] then redis.call('DEL', lease) end
-        end
-        return 0",
-    )
-});
-
-/// Claims for ARGV[2] (group ARGV[1]) the entries pending on stream KEYS[2]
-/// from cursor ARGV[3], at most ARGV[4], if it holds lease KEYS[1]; nil if not.
-static CLAIM_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        if redis.call('GET', KEYS[1]) ~= ARGV[2] then return false end
-        return redis.call('XAUTOCLAIM', KEYS[2], ARGV[1], ARGV[2], 0, ARGV[3], 'COUNT', ARGV[4])",
-    )
-});
-
-/// KEYS: n leases, then their n streams. Reads new entries (group ARGV[1],
-/// member ARGV[2], at most ARGV[3]) of the streams whose lease ARGV[2] holds.
-/// Returns {streams whose lease is lost, the XREADGROUP reply or {}, and when
-/// nothing was new, {stream, last id} of each to wait on}.
-static READ_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        local n = #KEYS / 2
-        local streams, lost = {}, {}
-        for i = 1, n do
-          if redis.call('GET', KEYS[i]) == ARGV[2] then
-            table.insert(streams, KEYS[n + i])
-          else
-            table.insert(lost, KEYS[n + i])
-          end
-        end
-        if #streams == 0 then return {lost, {}, {}} end
-        local args = {'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
-        for _, s in ipairs(streams) do table.insert(args, s) end
-        for _ in ipairs(streams) do table.insert(args, '>') end
-        local reply = redis.call(unpack(args))
-        if reply then return {lost, reply, {}} end
-        local tails = {}
-        for _, s in ipairs(streams) do
-          local last = redis.call('XREVRANGE', s, '+', '-', 'COUNT', 1)
-          table.insert(tails, {s, last[1] and last[1][1] or '0-0'})
-        end
-        return {lost, {}, tails}",
-    )
-});
 
 /// How a leased partition is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
