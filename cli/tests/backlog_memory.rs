@@ -21,6 +21,7 @@ use common::{count, deployment_bus, run_ok, Deployment};
 use producers::loadgen::generate_matches;
 use producers::publish::EventPublisher;
 use schemas::{topics, Encoding, MatchCompleted, PlayerProfile};
+use testkit::process::peak_rss_kib;
 
 const DEFAULT_EVENTS: usize = 100_000;
 const PARTITIONS: u32 = 12;
@@ -109,16 +110,6 @@ fn start(deployment: &Deployment, role: &str, logs: &Path) -> Child {
         // A file, not a pipe nobody reads: a full pipe would stall the process.
         .stderr(log);
     command.spawn().unwrap()
-}
-
-/// `VmHWM` (peak RSS) of a live process, in KiB.
-fn peak_rss_kib(child: &Child) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
 }
 
 /// What each role still has to do: its group's lag on its own topics.

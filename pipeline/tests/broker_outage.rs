@@ -9,70 +9,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, numbered_records, unique, Recorder, PARTITIONS};
+use common::{eventually, numbered_records, unique, Recorder, PARTITIONS};
 use pipeline::bus::kafka::{GroupProtocol, KafkaBus, KafkaConfig};
 use pipeline::bus::Bus;
 use pipeline::runner::{Runner, RunnerConfig};
+use testkit::kafka::PrivateBroker;
 use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 30_000;
 const BATCHES: usize = 60;
-
-/// A broker of the test's own, killed on drop whatever the outcome.
-struct PrivateBroker {
-    state_dir: tempfile::TempDir,
-    port: u16,
-    controller_port: u16,
-}
-
-impl PrivateBroker {
-    fn start() -> Self {
-        let broker = Self {
-            state_dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            controller_port: free_port(),
-        };
-        broker.script("start");
-        broker
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn script(&self, action: &str) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .env("SCOUTSTREAM_KAFKA_STATE_DIR", self.state_dir.path())
-            .env("SCOUTSTREAM_KAFKA_PORT", self.port.to_string())
-            .env(
-                "SCOUTSTREAM_KAFKA_CONTROLLER_PORT",
-                self.controller_port.to_string(),
-            )
-            .env("SCOUTSTREAM_KAFKA_HEAP", "512m")
-            .env(
-                "SCOUTSTREAM_KAFKA_OWNER_PID",
-                std::process::id().to_string(),
-            )
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/kafka.sh {action} failed");
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.script("kill");
-    }
-}
 
 async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
     common::init_logs();
@@ -138,12 +87,12 @@ async fn broker_killed_mid_run(group_protocol: GroupProtocol) {
     );
     let handled_at_kill = recorder.numbers().len();
     let healthy_before = bus.check_health().await;
-    broker.script("kill");
+    broker.kill();
     let outage = Instant::now();
     // `/readyz` asks this: the broker is gone, and the check must say so.
     let healthy_during = bus.check_health().await;
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
-    broker.script("start");
+    broker.restart();
     eprintln!(
         "broker down for {:.1}s; {handled_at_kill} handled at the kill",
         outage.elapsed().as_secs_f64()

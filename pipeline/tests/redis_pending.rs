@@ -169,7 +169,7 @@ impl AofRedis {
     fn start() -> Self {
         let mut redis = Self {
             dir: tempfile::tempdir().unwrap(),
-            port: common::free_port(),
+            port: testkit::free_port(),
             child: None,
         };
         redis.restart();

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use testkit::process::peak_rss_kib;
+
 pub const PERSIST_SLOTS: usize = 3;
 
 /// How every process reaches the chaos servers.
@@ -223,14 +225,4 @@ pub fn terminate(mut child: Child) -> bool {
         .args(["-TERM", &child.id().to_string()])
         .status();
     child.wait().map(|status| status.success()).unwrap_or(false)
-}
-
-/// `VmHWM` of a live process, in KiB.
-fn peak_rss_kib(child: &Child) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
 }

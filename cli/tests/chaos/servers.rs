@@ -2,71 +2,16 @@
 //! touching the shared ones other tests use: an Apache Kafka node, a
 //! PostgreSQL cluster and a Redis server with an append-only file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::free_port;
 
-/// A KRaft node through `scripts/kafka.sh`, tied to this test's lifetime.
-pub struct Kafka {
-    state_dir: tempfile::TempDir,
-    port: u16,
-    controller_port: u16,
-}
-
-impl Kafka {
-    pub fn start() -> Self {
-        let kafka = Self {
-            state_dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            controller_port: free_port(),
-        };
-        kafka.script("start");
-        kafka
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, as a crash would.
-    pub fn kill(&self) {
-        self.script("kill");
-    }
-
-    /// Starts again on the same data; returns once it serves metadata.
-    pub fn restart(&self) {
-        self.script("start");
-    }
-
-    fn script(&self, action: &str) {
-        let script = repo().join("scripts/kafka.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .arg(action)
-            .env("SCOUTSTREAM_KAFKA_STATE_DIR", self.state_dir.path())
-            .env("SCOUTSTREAM_KAFKA_PORT", self.port.to_string())
-            .env(
-                "SCOUTSTREAM_KAFKA_CONTROLLER_PORT",
-                self.controller_port.to_string(),
-            )
-            .env("SCOUTSTREAM_KAFKA_HEAP", "512m")
-            .env(
-                "SCOUTSTREAM_KAFKA_OWNER_PID",
-                std::process::id().to_string(),
-            )
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/kafka.sh {action} failed");
-    }
-}
-
-impl Drop for Kafka {
-    fn drop(&mut self) {
-        self.script("kill");
-    }
-}
+/// A KRaft node through `scripts/kafka.sh`, tied to this test's lifetime:
+/// `kill` is a SIGKILL, as a crash would be; `restart` starts it again on the
+/// same data and returns once it serves metadata.
+pub use testkit::kafka::PrivateBroker as Kafka;
 
 /// A PostgreSQL cluster in a temporary directory, run by the `postgres` user
 /// when this test runs as root (PostgreSQL refuses root).
@@ -286,8 +231,4 @@ impl Drop for Redis {
             let _ = child.wait();
         }
     }
-}
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool, Row};
+pub use testkit::free_port;
 
 pub const FIXTURES: [&str; 5] = [
     "details_api.json",
@@ -416,14 +417,6 @@ impl PrivateRedis {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn run_ok(deployment: &Deployment, args: &[&str]) -> String {

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,13 +19,14 @@ use consumers::jobs::{
     request_key, stored_view, JobExecutor, JobTracker, JobView, JobsConfig, JobsHandler,
     MaxAttempts, RateLimit, RateLimiter, StandardExecutor, WorkerPool, OPENDOTA,
 };
-use consumers::persist::{Store, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
-use futures::FutureExt;
+use consumers::persist::Store;
 use pipeline::bus::memory::MemoryBus;
 use pipeline::bus::{Bus, Delivery, Publisher};
 use schemas::codec::{Codec, Encoding};
 use schemas::{topics, JobRequested, JobStatusChanged};
-use sqlx::{Connection, PgConnection};
+use testkit::names::unique;
+use testkit::postgres::{admin_url, create_database, drop_database, with_database};
+use testkit::{on_both_backends, run_cleaned};
 
 mod api_auth;
 mod helpers;
@@ -50,39 +50,8 @@ enum Kind {
     Sqlite,
 }
 
-fn admin_url() -> String {
-    std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string())
-}
-
 fn redis_url() -> String {
     std::env::var("SCOUTSTREAM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-/// `url` with its database (the path) replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{server}/{name}{query}")
-}
-
-async fn admin_execute(statement: &str) {
-    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::query(statement).execute(&mut admin).await.unwrap();
-    admin.close().await.unwrap();
 }
 
 /// One test's world: a fresh database, its own Redis prefixes, an in-memory
@@ -132,8 +101,7 @@ impl Env {
         let (url, database) = match kind {
             Kind::Postgres => {
                 let name = unique("ssjobs_");
-                admin_execute(&format!("CREATE DATABASE {name}")).await;
-                (with_database(&admin_url(), &name), Some(name))
+                (create_database(&name).await, Some(name))
             }
             Kind::Sqlite => {
                 let path = dir.path().join("jobs.db");
@@ -164,7 +132,7 @@ impl Env {
     async fn cleanup(&self) {
         self.store.close().await;
         if let Some(name) = &self.database {
-            admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            drop_database(name).await;
         }
     }
 
@@ -264,38 +232,14 @@ impl Env {
     }
 }
 
+/// Runs `test` in a fresh [`Env`] of `kind`, removing it even when it panics.
 async fn run<F, Fut>(kind: Kind, test: F)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()>,
 {
     let env = Env::new(kind).await;
-    let outcome = AssertUnwindSafe(test(env.clone())).catch_unwind().await;
-    env.cleanup().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($test:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::run(super::Kind::Postgres, super::$test).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::run(super::Kind::Sqlite, super::$test).await;
-                }
-            )+
-        }
-    };
+    run_cleaned(test(env.clone()), env.cleanup()).await;
 }
 
 on_both_backends!(

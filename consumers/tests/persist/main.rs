@@ -11,14 +11,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
-use consumers::persist::{PersistEvent, Store, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
-use futures::FutureExt;
+use consumers::persist::{PersistEvent, Store};
 use producers::ingest::{ingest_file, shared_data_dir, IngestedEvent};
 use schemas::MatchCompleted;
-use sqlx::{Connection, PgConnection};
+use testkit::postgres::{create_database, drop_database};
+use testkit::{on_both_backends, run_cleaned};
 
 mod handler;
 mod hero_pool_recount;
@@ -73,8 +72,7 @@ impl Env {
         let (url, database) = match self.kind {
             Kind::Postgres => {
                 let name = format!("sstest_{id}");
-                admin_execute(&format!("CREATE DATABASE {name}")).await;
-                (with_database(&admin_url(), &name), Some(name))
+                (create_database(&name).await, Some(name))
             }
             Kind::Sqlite => {
                 let path = self.inner.dir.path().join(format!("{id}.db"));
@@ -99,34 +97,10 @@ impl Env {
         for (store, database) in stores {
             store.close().await;
             if let Some(name) = database {
-                admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                drop_database(&name).await;
             }
         }
     }
-}
-
-fn admin_url() -> String {
-    std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string())
-}
-
-/// `url` with its database (the path) replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{server}/{name}{query}")
-}
-
-async fn admin_execute(statement: &str) {
-    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::query(statement).execute(&mut admin).await.unwrap();
-    admin.close().await.unwrap();
 }
 
 /// Runs `test` with fresh stores of `kind`, removing them even when it panics.
@@ -136,32 +110,7 @@ where
     Fut: Future<Output = ()>,
 {
     let env = Env::new(kind);
-    let outcome = AssertUnwindSafe(test(env.clone())).catch_unwind().await;
-    env.cleanup().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! on_both_backends {
-    ($($test:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::run(super::Kind::Postgres, super::$test).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::run(super::Kind::Sqlite, super::$test).await;
-                }
-            )+
-        }
-    };
+    run_cleaned(test(env.clone()), env.cleanup()).await;
 }
 
 on_both_backends!(

@@ -191,15 +191,6 @@ pub async fn eventually(timeout: Duration, mut until: impl FnMut() -> bool) -> b
     until()
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Logs go to the test's output, filtered by RUST_LOG.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()

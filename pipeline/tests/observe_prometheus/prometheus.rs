@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::free_port;
 use crate::deploy_files::substitute;
 use crate::rules_file;
+use testkit::free_port;
 
 pub(crate) fn require_binary(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {

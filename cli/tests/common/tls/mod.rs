@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
+use testkit::kafka::PrivateBroker;
 
 use super::free_port;
 
@@ -126,29 +126,27 @@ pub const KAFKA_PASSWORD: &str = "kafka-canary-7f3a9c";
 /// (the start script's readiness probe), SASL_SSL with SCRAM-SHA-512, and
 /// SSL that requires a client certificate.
 pub struct SecureKafka {
-    state_dir: tempfile::TempDir,
-    port: u16,
-    controller_port: u16,
+    /// Killed on drop quietly, never failing the test from there.
+    broker: PrivateBroker,
     pub sasl_port: u16,
     pub mtls_port: u16,
 }
 
 impl SecureKafka {
     pub fn start(ca: &TestCa) -> Self {
-        let broker = Self {
-            state_dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            controller_port: free_port(),
+        let kafka = Self {
+            broker: PrivateBroker::unstarted().quiet_on_drop(),
             sasl_port: free_port(),
             mtls_port: free_port(),
         };
         let server = ca.server("kafka-broker", &["127.0.0.1"]);
         // A PEM keystore is the key followed by its certificate chain.
-        let keystore = broker.state_dir.path().join("keystore.pem");
+        let keystore = kafka.broker.state_dir().join("keystore.pem");
         write_private(&keystore, &format!("{}{}", server.key_pem, server.cert_pem));
-        let extra = broker.state_dir.path().join("security.properties");
-        std::fs::write(&extra, broker.properties(&keystore, &ca.ca_path())).unwrap();
-        let status = broker
+        let extra = kafka.broker.state_dir().join("security.properties");
+        std::fs::write(&extra, kafka.properties(&keystore, &ca.ca_path())).unwrap();
+        let status = kafka
+            .broker
             .script("start")
             .env("SCOUTSTREAM_KAFKA_EXTRA_PROPERTIES", &extra)
             .env(
@@ -158,13 +156,13 @@ impl SecureKafka {
             .status()
             .unwrap();
         assert!(status.success(), "the secure broker did not start");
-        broker
+        kafka
     }
 
     fn properties(&self, keystore: &Path, ca: &Path) -> String {
         let (plain, controller, sasl, mtls) = (
-            self.port,
-            self.controller_port,
+            self.broker.port(),
+            self.broker.controller_port(),
             self.sasl_port,
             self.mtls_port,
         );
@@ -183,26 +181,6 @@ impl SecureKafka {
             keystore.display(),
             ca.display()
         )
-    }
-
-    fn script(&self, action: &str) -> Command {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-        let mut command = Command::new("bash");
-        command
-            .arg(script)
-            .arg(action)
-            .env("SCOUTSTREAM_KAFKA_STATE_DIR", self.state_dir.path())
-            .env("SCOUTSTREAM_KAFKA_PORT", self.port.to_string())
-            .env(
-                "SCOUTSTREAM_KAFKA_CONTROLLER_PORT",
-                self.controller_port.to_string(),
-            )
-            .env("SCOUTSTREAM_KAFKA_HEAP", "512m")
-            .env(
-                "SCOUTSTREAM_KAFKA_OWNER_PID",
-                std::process::id().to_string(),
-            );
-        command
     }
 
     /// librdkafka properties for SASL_SSL as `user`/`password`, reaching the
@@ -250,11 +228,5 @@ impl SecureKafka {
             properties.insert("ssl.key.location".into(), client.key.display().to_string());
         }
         (format!("127.0.0.1:{}", self.mtls_port), properties)
-    }
-}
-
-impl Drop for SecureKafka {
-    fn drop(&mut self) {
-        let _ = self.script("kill").stderr(Stdio::null()).status();
     }
 }
