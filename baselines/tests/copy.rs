@@ -1,0 +1,86 @@
+//! The raw COPY baseline loads exactly the rows persist stores, value for
+//! value, so the benchmark compares like with like. PostgreSQL only: a fresh
+//! database per run, dropped even when the test fails.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use baselines::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
+use consumers::persist::{player_rows, PlayerMatchRow, Store};
+use producers::loadgen::generate_matches;
+use sqlx::{PgPool, Row};
+use testkit::postgres::{create_database, drop_database};
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Every player column as text, in key order: equal lists are equal tables.
+async fn text_rows(pool: &PgPool, table: &str) -> Vec<Vec<Option<String>>> {
+    let casts: Vec<String> = PlayerMatchRow::COLUMNS
+        .iter()
+        .map(|c| format!("CAST({c} AS TEXT)"))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {table} ORDER BY match_id, player_slot",
+        casts.join(", ")
+    );
+    sqlx::query(&sql)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_loads_player_rows_raw() {
+    let name = testkit::names::unique("sstest_copy_");
+    let url = create_database(&name).await;
+    testkit::run_cleaned(copy_loads_player_rows(url), drop_database(&name)).await;
+}
+
+async fn copy_loads_player_rows(url: String) {
+    let store = Store::connect(&url).await.unwrap();
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL URL");
+    };
+    let mut matches = generate_matches(2_000, 5);
+    // Text COPY gives tab, newline and backslash meaning: names must survive them.
+    matches[0].players[0].persona_name = Some("tab\there\\ and\nnewline".into());
+    let rows = player_rows(&matches);
+    assert_eq!(rows.len(), 20_000);
+
+    let started = Instant::now();
+    let loaded = copy_player_rows_raw(pool, &rows).await.unwrap();
+    let copy_time = started.elapsed();
+    assert_eq!(loaded, 20_000);
+    assert_eq!(count(pool, COPY_SCRATCH_TABLE).await, 20_000);
+
+    // Same rows as the upsert path would store, value for value.
+    let started = Instant::now();
+    store.write_matches(&matches).await.unwrap();
+    let upsert_time = started.elapsed();
+    let from_copy = text_rows(pool, COPY_SCRATCH_TABLE).await;
+    let from_upsert = text_rows(pool, "player_matches").await;
+    assert_eq!(from_copy.len(), 20_000);
+    assert!(from_copy == from_upsert, "COPY and upsert rows differ");
+
+    // Loading again replaces the scratch contents.
+    let loaded = copy_player_rows_raw(pool, &rows[..100]).await.unwrap();
+    assert_eq!(loaded, 100);
+    assert_eq!(count(pool, COPY_SCRATCH_TABLE).await, 100);
+    eprintln!(
+        "[postgres] 20,000 player rows: raw COPY {copy_time:?}; \
+         batched upsert of their 2,000 matches (with hero pool) {upsert_time:?}"
+    );
+    pool.close().await;
+}
