@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::ports::free_port;
+use crate::ports::restartable_port;
 
 /// A KRaft node (broker and controller) with a PLAINTEXT listener on
 /// loopback, killed (SIGKILL) on drop whatever the outcome.
@@ -24,8 +24,9 @@ impl PrivateBroker {
     pub fn unstarted() -> Self {
         Self {
             state_dir: tempfile::tempdir().expect("a temporary state dir"),
-            port: free_port(),
-            controller_port: free_port(),
+            // Killed and restarted on the same ports: see `restartable_port`.
+            port: restartable_port(),
+            controller_port: restartable_port(),
             quiet_drop: false,
         }
     }

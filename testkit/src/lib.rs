@@ -4,7 +4,9 @@
 //! - [`kafka`]: [`kafka::PrivateBroker`], an Apache Kafka node of the test's
 //!   own (`scripts/kafka.sh` on its own ports and state dir) that it may kill
 //!   and restart without disturbing tests beside it.
-//! - [`ports`]: [`ports::free_port`], a loopback port nothing listens on.
+//! - [`ports`]: [`ports::free_port`], a loopback port nothing listens on, and
+//!   [`ports::restartable_port`], one no outgoing connection can take while
+//!   its server is down.
 //! - [`process`]: [`process::peak_rss_kib`], a child's peak resident memory.
 //! - [`names`]: [`names::unique`], names no other test run uses.
 //! - [`postgres`]: the admin URL, and databases created and dropped per test.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::free_port;
+// Both are stopped and started again on the same port during the run.
+use testkit::ports::restartable_port;
 
 /// A KRaft node through `scripts/kafka.sh`, tied to this test's lifetime:
 /// `kill` is a SIGKILL, as a crash would be; `restart` starts it again on the
@@ -26,7 +27,7 @@ impl Postgres {
         let dir = tempfile::tempdir().unwrap();
         let postgres = Self {
             bin: postgres_bin(),
-            port: free_port(),
+            port: restartable_port(),
             dir,
         };
         if is_root() {
@@ -154,7 +155,7 @@ impl Redis {
     pub fn start() -> Self {
         let mut redis = Self {
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port: restartable_port(),
             child: None,
         };
         redis.restart();
