@@ -1,5 +1,6 @@
 //! Typed events. Each struct mirrors one `.avsc` file under `schemas/avro/`
-//! field for field: the `.avsc` file is the source of truth.
+//! field for field: the `.avsc` file is the source of truth. The player
+//! record, [`PlayerPerformance`], is generated from it (`build.rs`).
 //!
 //! Times are unix epoch values; the unit is in the field name or its doc.
 //!
@@ -62,45 +63,9 @@ pub struct PickBan {
     pub order: i32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlayerPerformance {
-    /// `None` for anonymous players (Steam's 4294967295).
-    #[serde(default)]
-    pub account_id: Option<i64>,
-    /// 0-4 radiant, 128-132 dire.
-    pub player_slot: i32,
-    pub hero_id: i32,
-    pub kills: i32,
-    pub deaths: i32,
-    pub assists: i32,
-    pub last_hits: i32,
-    pub denies: i32,
-    pub gold_per_min: i32,
-    pub xp_per_min: i32,
-    pub level: i32,
-    #[serde(default)]
-    pub hero_damage: Option<i64>,
-    #[serde(default)]
-    pub tower_damage: Option<i64>,
-    #[serde(default)]
-    pub hero_healing: Option<i64>,
-    #[serde(default)]
-    pub gold: Option<i64>,
-    #[serde(default)]
-    pub gold_spent: Option<i64>,
-    #[serde(default)]
-    pub net_worth: Option<i64>,
-    #[serde(default)]
-    pub leaver_status: Option<i32>,
-    /// Main inventory item ids, slot 0 to 5 (0 = empty).
-    #[serde(default)]
-    pub items: Vec<i32>,
-    #[serde(default)]
-    pub backpack: Vec<i32>,
-    /// Name shown in game, when the source carries it.
-    #[serde(default)]
-    pub persona_name: Option<String>,
-}
+// `PlayerPerformance` and `with_player_numbers!`, generated from the `.avsc`
+// by `build.rs`: a new player stat is one field in `MatchCompleted.avsc`.
+include!(concat!(env!("OUT_DIR"), "/player_performance.rs"));
 
 impl PlayerPerformance {
     pub fn is_radiant(&self) -> bool {

@@ -261,27 +261,11 @@ mod tests {
 
     fn player(slot: i32, gpm: i32) -> PlayerPerformance {
         PlayerPerformance {
-            account_id: None,
             player_slot: slot,
             hero_id: 1,
-            kills: 0,
-            deaths: 0,
-            assists: 0,
-            last_hits: 0,
-            denies: 0,
             gold_per_min: gpm,
-            xp_per_min: 0,
             level: 1,
-            hero_damage: None,
-            tower_damage: None,
-            hero_healing: None,
-            gold: None,
-            gold_spent: None,
-            net_worth: None,
-            leaver_status: None,
-            items: Vec::new(),
-            backpack: Vec::new(),
-            persona_name: None,
+            ..PlayerPerformance::default()
         }
     }
 

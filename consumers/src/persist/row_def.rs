@@ -1,23 +1,25 @@
-//! A table row defined once: [`table_row!`] takes each column's name, Rust
-//! type and SQL type, and derives the struct, its column list, its SQL types,
-//! its binds (one row in a multi-row `VALUES`, SQLite's path) and its line in
-//! COPY's text format (PostgreSQL's staging table). A new column is
-//! one line there plus one in each migration; `tests/row_definitions.rs`
-//! checks the migrations against the definition.
+//! A table row defined once: [`table_row!`] takes each column's name and Rust
+//! type, and derives the struct, its column list, its SQL types (from the
+//! Rust types), its binds (one row in a multi-row `VALUES`, SQLite's path)
+//! and its line in COPY's text format (PostgreSQL's staging table).
+//! `tests/row_definitions.rs` checks the migrations against the definition.
 
 use std::fmt::Display;
 
 use sqlx::types::Json;
 
-/// How a field goes to the database: the value sqlx binds for it.
+/// How a field goes to the database: its column's type (PostgreSQL's name,
+/// as `information_schema` gives it) and the value sqlx binds for it.
 pub(crate) trait ToBind {
+    const SQL_TYPE: &'static str;
     type Bound;
     fn to_bind(&self) -> Self::Bound;
 }
 
 macro_rules! bind_as_itself {
-    ($($ty:ty),*) => {$(
+    ($($ty:ty => $sql:literal),*) => {$(
         impl ToBind for $ty {
+            const SQL_TYPE: &'static str = $sql;
             type Bound = $ty;
             fn to_bind(&self) -> $ty {
                 self.clone()
@@ -27,17 +29,18 @@ macro_rules! bind_as_itself {
 }
 
 bind_as_itself!(
-    i16,
-    i32,
-    i64,
-    bool,
-    Option<i32>,
-    Option<i64>,
-    Option<String>
+    i16 => "smallint",
+    i32 => "integer",
+    i64 => "bigint",
+    bool => "boolean",
+    Option<i32> => "integer",
+    Option<i64> => "bigint",
+    Option<String> => "text"
 );
 
 /// Slot lists are stored as JSON arrays.
 impl ToBind for Option<Vec<i32>> {
+    const SQL_TYPE: &'static str = "jsonb";
     type Bound = Option<Json<Vec<i32>>>;
     fn to_bind(&self) -> Self::Bound {
         self.clone().map(Json)
@@ -145,7 +148,7 @@ impl<'a> CopyLine<'a> {
     }
 }
 
-/// Defines a row struct from `field: RustType = "sql type"` lines and derives
+/// Defines a row struct from `field: RustType` lines and derives
 /// what the write paths need from it, in the fields' order:
 /// - `COLUMNS` and `SQL_TYPES` (PostgreSQL's names, as `information_schema`
 ///   gives them);
@@ -156,7 +159,7 @@ macro_rules! table_row {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $( $(#[$field_meta:meta])* $field:ident : $ty:ty = $sql:literal, )*
+            $( $(#[$field_meta:meta])* $field:ident : $ty:ty, )*
         }
     ) => {
         $(#[$meta])*
@@ -167,7 +170,8 @@ macro_rules! table_row {
 
         impl $name {
             pub const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
-            pub const SQL_TYPES: &'static [&'static str] = &[$($sql),*];
+            pub const SQL_TYPES: &'static [&'static str] =
+                &[$(<$ty as $crate::persist::row_def::ToBind>::SQL_TYPE),*];
 
             pub(crate) fn bind_values<'qb, 'args, DB>(
                 &self,

@@ -31,40 +31,52 @@ pub(crate) struct MatchRow {
     pub source_rank: i16,
 }
 
-table_row! {
-    /// A `player_matches` row: one player of one match. The one definition
-    /// of its columns (see [`super::row_def`]).
-    pub struct PlayerMatchRow {
-        match_id: i64 = "bigint",
-        player_slot: i32 = "integer",
-        /// `None` for anonymous players.
-        account_id: Option<i64> = "bigint",
-        hero_id: i32 = "integer",
-        kills: i32 = "integer",
-        deaths: i32 = "integer",
-        assists: i32 = "integer",
-        last_hits: i32 = "integer",
-        denies: i32 = "integer",
-        gold_per_min: i32 = "integer",
-        xp_per_min: i32 = "integer",
-        level: i32 = "integer",
-        hero_damage: Option<i64> = "bigint",
-        tower_damage: Option<i64> = "bigint",
-        hero_healing: Option<i64> = "bigint",
-        gold: Option<i64> = "bigint",
-        gold_spent: Option<i64> = "bigint",
-        net_worth: Option<i64> = "bigint",
-        leaver_status: Option<i32> = "integer",
-        /// `None` when the source sent no inventory.
-        items: Option<Vec<i32>> = "jsonb",
-        backpack: Option<Vec<i32>> = "jsonb",
-        persona_name: Option<String> = "text",
-        is_radiant: bool = "boolean",
-        won: bool = "boolean",
-        start_time: i64 = "bigint",
-        source_rank: i16 = "smallint",
-    }
+/// Defines [`PlayerMatchRow`] and [`player_row`] from the player record's
+/// plain numbers (`schemas::with_player_numbers!`, generated from the `.avsc`):
+/// each is a column stored as it is, so a new stat in the schema is a new
+/// column here without an edit.
+macro_rules! player_match_row {
+    (numbers: [$($number:ident: $ty:ty),*]) => {
+        table_row! {
+            /// A `player_matches` row: one player of one match. The one
+            /// definition of its columns (see [`super::row_def`]).
+            pub struct PlayerMatchRow {
+                match_id: i64,
+                player_slot: i32,
+                /// `None` for anonymous players.
+                account_id: Option<i64>,
+                $($number: $ty,)*
+                /// `None` when the source sent no inventory.
+                items: Option<Vec<i32>>,
+                backpack: Option<Vec<i32>>,
+                persona_name: Option<String>,
+                is_radiant: bool,
+                won: bool,
+                start_time: i64,
+                source_rank: i16,
+            }
+        }
+
+        pub(crate) fn player_row(m: &MatchCompleted, p: &PlayerPerformance) -> PlayerMatchRow {
+            let non_empty = |slots: &Vec<i32>| (!slots.is_empty()).then(|| slots.clone());
+            PlayerMatchRow {
+                match_id: m.match_id,
+                player_slot: p.player_slot,
+                account_id: known_account(p.account_id),
+                $($number: p.$number,)*
+                items: non_empty(&p.items),
+                backpack: non_empty(&p.backpack),
+                persona_name: p.persona_name.clone(),
+                is_radiant: p.is_radiant(),
+                won: p.is_radiant() == m.radiant_win,
+                start_time: m.start_time,
+                source_rank: source_rank(&m.source),
+            }
+        }
+    };
 }
+
+schemas::with_player_numbers!(player_match_row);
 
 /// A `picks_bans` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,38 +210,6 @@ pub fn player_rows(matches: &[MatchCompleted]) -> Vec<PlayerMatchRow> {
         .iter()
         .flat_map(|m| m.players.iter().map(move |p| player_row(m, p)))
         .collect()
-}
-
-pub(crate) fn player_row(m: &MatchCompleted, p: &PlayerPerformance) -> PlayerMatchRow {
-    let non_empty = |slots: &Vec<i32>| (!slots.is_empty()).then(|| slots.clone());
-    PlayerMatchRow {
-        match_id: m.match_id,
-        player_slot: p.player_slot,
-        account_id: known_account(p.account_id),
-        hero_id: p.hero_id,
-        kills: p.kills,
-        deaths: p.deaths,
-        assists: p.assists,
-        last_hits: p.last_hits,
-        denies: p.denies,
-        gold_per_min: p.gold_per_min,
-        xp_per_min: p.xp_per_min,
-        level: p.level,
-        hero_damage: p.hero_damage,
-        tower_damage: p.tower_damage,
-        hero_healing: p.hero_healing,
-        gold: p.gold,
-        gold_spent: p.gold_spent,
-        net_worth: p.net_worth,
-        leaver_status: p.leaver_status,
-        items: non_empty(&p.items),
-        backpack: non_empty(&p.backpack),
-        persona_name: p.persona_name.clone(),
-        is_radiant: p.is_radiant(),
-        won: p.is_radiant() == m.radiant_win,
-        start_time: m.start_time,
-        source_rank: source_rank(&m.source),
-    }
 }
 
 fn pick_ban_rows(m: &MatchCompleted) -> impl Iterator<Item = PickBanRow> + '_ {

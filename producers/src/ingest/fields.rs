@@ -139,6 +139,36 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// A number read under its key, required or optional by its type: how the
+/// player record's plain numeric fields are read (`with_player_numbers!`).
+pub(crate) trait ReadNumber: Sized {
+    fn read(obj: &Obj<'_>, key: &str) -> Result<Self>;
+}
+
+impl ReadNumber for i32 {
+    fn read(obj: &Obj<'_>, key: &str) -> Result<Self> {
+        obj.int32(key)
+    }
+}
+
+impl ReadNumber for i64 {
+    fn read(obj: &Obj<'_>, key: &str) -> Result<Self> {
+        obj.int(key)
+    }
+}
+
+impl ReadNumber for Option<i32> {
+    fn read(obj: &Obj<'_>, key: &str) -> Result<Self> {
+        obj.opt_int32(key)
+    }
+}
+
+impl ReadNumber for Option<i64> {
+    fn read(obj: &Obj<'_>, key: &str) -> Result<Self> {
+        obj.opt_int(key)
+    }
+}
+
 /// An integer from a JSON number, or from a decimal string: the game coordinator's
 /// JSON (protobuf mapping) writes 64-bit integers such as `match_id` as strings.
 fn as_int(value: &Value) -> std::result::Result<i64, String> {

@@ -8,7 +8,7 @@ use schemas::reference::Reference;
 use schemas::{MatchCompleted, PickBan, PlayerPerformance, Team};
 use serde_json::Value;
 
-use super::fields::Obj;
+use super::fields::{Obj, ReadNumber};
 use super::IngestError;
 
 type Result<T> = std::result::Result<T, IngestError>;
@@ -105,33 +105,26 @@ fn players(m: &Obj<'_>, backpack_keys: &[&str]) -> Result<Vec<PlayerPerformance>
         .collect()
 }
 
+/// Both APIs name the player's numbers as the schema does, so each is read
+/// under its own name; only the slot, account, inventory and name are placed
+/// by hand.
 fn player(p: &Obj<'_>, backpack_keys: &[&str]) -> Result<PlayerPerformance> {
-    Ok(PlayerPerformance {
-        account_id: p.account_id("account_id")?,
-        player_slot: p.int32("player_slot")?,
-        hero_id: p.int32("hero_id")?,
-        kills: p.int32("kills")?,
-        deaths: p.int32("deaths")?,
-        assists: p.int32("assists")?,
-        last_hits: p.int32("last_hits")?,
-        denies: p.int32("denies")?,
-        gold_per_min: p.int32("gold_per_min")?,
-        xp_per_min: p.int32("xp_per_min")?,
-        level: p.int32("level")?,
-        hero_damage: p.opt_int("hero_damage")?,
-        tower_damage: p.opt_int("tower_damage")?,
-        hero_healing: p.opt_int("hero_healing")?,
-        gold: p.opt_int("gold")?,
-        gold_spent: p.opt_int("gold_spent")?,
-        net_worth: p.opt_int("net_worth")?,
-        leaver_status: p.opt_int32("leaver_status")?,
-        items: MAIN_ITEM_KEYS
-            .iter()
-            .map(|key| p.int32(key))
-            .collect::<Result<_>>()?,
-        backpack: backpack(p, backpack_keys)?,
-        persona_name: p.opt_string("player_name")?,
-    })
+    macro_rules! read_player {
+        (numbers: [$($number:ident: $ty:ty),*]) => {
+            PlayerPerformance {
+                account_id: p.account_id("account_id")?,
+                player_slot: p.int32("player_slot")?,
+                $($number: <$ty as ReadNumber>::read(p, stringify!($number))?,)*
+                items: MAIN_ITEM_KEYS
+                    .iter()
+                    .map(|key| p.int32(key))
+                    .collect::<Result<_>>()?,
+                backpack: backpack(p, backpack_keys)?,
+                persona_name: p.opt_string("player_name")?,
+            }
+        };
+    }
+    Ok(schemas::with_player_numbers!(read_player))
 }
 
 /// Older matches predate the backpack: no slot present means no backpack,
