@@ -163,7 +163,7 @@ macro_rules! table_row {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq)]
+        #[derive(Debug, Clone, Default, PartialEq)]
         pub struct $name {
             $( $(#[$field_meta])* pub $field: $ty, )*
         }

@@ -404,7 +404,10 @@ mod tests {
         assert_eq!(source_rank("something new"), 0);
     }
 
+    /// Each column's text is looked up by name in `COLUMNS`' order, so the
+    /// line is checked whole, and a column added later is expected NULL here.
     #[test]
+    #[allow(clippy::needless_update)]
     fn lines_escape_text_and_mark_nulls() {
         let row = PlayerMatchRow {
             match_id: 1,
@@ -433,13 +436,40 @@ mod tests {
             won: true,
             start_time: 13,
             source_rank: 3,
+            ..PlayerMatchRow::default()
         };
         let mut out = String::new();
         row.push_copy_line(&mut out);
-        assert_eq!(
-            out,
-            "1\t128\t\\N\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t\\N\t\\N\t\\N\t\\N\t12\t\\N\t[1,0,3]\t\\N\ta\\tb\\\\c\\nd\tf\tt\t13\t3\n"
-        );
+        let text = [
+            ("match_id", "1"),
+            ("player_slot", "128"),
+            ("hero_id", "2"),
+            ("kills", "3"),
+            ("deaths", "4"),
+            ("assists", "5"),
+            ("last_hits", "6"),
+            ("denies", "7"),
+            ("gold_per_min", "8"),
+            ("xp_per_min", "9"),
+            ("level", "10"),
+            ("hero_damage", "11"),
+            ("net_worth", "12"),
+            ("items", "[1,0,3]"),
+            ("persona_name", "a\\tb\\\\c\\nd"),
+            ("is_radiant", "f"),
+            ("won", "t"),
+            ("start_time", "13"),
+            ("source_rank", "3"),
+        ];
+        let expected: Vec<&str> = PlayerMatchRow::COLUMNS
+            .iter()
+            .map(|column| {
+                text.iter()
+                    .find(|(name, _)| name == column)
+                    .map_or("\\N", |(_, text)| *text)
+            })
+            .collect();
+        assert_eq!(out, format!("{}\n", expected.join("\t")));
         assert_eq!(
             out.trim_end().split('\t').count(),
             PlayerMatchRow::COLUMNS.len()
