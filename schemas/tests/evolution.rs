@@ -60,31 +60,46 @@ impl Event for MatchCompletedV1 {
     }
 }
 
+/// The names of a record's fields in an `.avsc`.
+fn field_names(record: &serde_json::Value) -> Vec<String> {
+    record["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `current` as JSON with only the fields v1's schema has: every field added
+/// since, whatever it is, is left out.
+fn v1_json(current: &MatchCompleted) -> serde_json::Value {
+    let v1: serde_json::Value = serde_json::from_str(avro::MATCH_COMPLETED_V1_AVSC).unwrap();
+    let match_fields = field_names(&v1);
+    let players = v1["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|field| field["name"] == "players")
+        .unwrap();
+    let player_fields = field_names(&players["type"]["items"]);
+    let mut json = serde_json::to_value(current).unwrap();
+    let event = json.as_object_mut().unwrap();
+    event.retain(|name, _| match_fields.contains(name));
+    for player in event["players"].as_array_mut().unwrap() {
+        let player = player.as_object_mut().unwrap();
+        player.retain(|name, _| player_fields.contains(name));
+    }
+    json
+}
+
 /// What a v1 producer would have sent for the same match.
 fn v1_of(current: &MatchCompleted) -> MatchCompletedV1 {
-    let json = serde_json::to_value(current).unwrap();
-    let mut v1 = json.as_object().unwrap().clone();
-    for field in ["picks_bans", "radiant_score", "dire_score"] {
-        v1.remove(field);
-    }
-    for player in v1["players"].as_array_mut().unwrap() {
-        let player = player.as_object_mut().unwrap();
-        player.remove("backpack");
-        player.remove("net_worth");
-    }
-    serde_json::from_value(serde_json::Value::Object(v1)).unwrap()
+    serde_json::from_value(v1_json(current)).unwrap()
 }
 
 /// The current value with everything v1 cannot carry reset to its default.
-fn without_new_fields(mut event: MatchCompleted) -> MatchCompleted {
-    event.picks_bans.clear();
-    event.radiant_score = None;
-    event.dire_score = None;
-    for player in &mut event.players {
-        player.backpack.clear();
-        player.net_worth = None;
-    }
-    event
+fn without_new_fields(event: MatchCompleted) -> MatchCompleted {
+    serde_json::from_value(v1_json(&event)).unwrap()
 }
 
 fn current_with_new_fields() -> MatchCompleted {
