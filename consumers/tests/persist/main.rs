@@ -115,6 +115,7 @@ where
 
 on_both_backends!(
     pro_match_rows_match_the_fixture,
+    deleting_a_match_deletes_its_rows,
     public_match_rows_match_the_fixture,
     game_coordinator_reveals_anonymous_players,
     anonymous_marker_never_creates_players,

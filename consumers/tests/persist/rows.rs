@@ -253,3 +253,30 @@ pub(crate) async fn corrected_slots_leave_the_old_hero_pool(env: Env) {
         assert_eq!(store.player_report(CHERNO_BILLY).await.unwrap(), None);
     }
 }
+
+/// Deleting a match takes its player rows and picks with it: a foreign key's
+/// `ON DELETE CASCADE` on SQLite and for picks, a statement trigger for
+/// PostgreSQL's player rows (their key is gone: see migration 0007).
+pub(crate) async fn deleting_a_match_deletes_its_rows(env: Env) {
+    let store = env.store().await;
+    store
+        .write_matches(&[
+            fixture_match("details_api_pro.json"),
+            fixture_match("details_api.json"),
+        ])
+        .await
+        .unwrap();
+    let player_rows_of = |id| format!("player_matches WHERE match_id = {id}");
+    assert_eq!(count(&store, &player_rows_of(PRO_MATCH)).await, 10);
+
+    let deleted: Vec<(i64,)> = fetch(
+        &store,
+        &format!("DELETE FROM matches WHERE match_id = {PRO_MATCH} RETURNING match_id"),
+    )
+    .await;
+    assert_eq!(deleted, vec![(PRO_MATCH,)]);
+    assert_eq!(count(&store, &player_rows_of(PRO_MATCH)).await, 0);
+    let picks_of_pro_match = format!("picks_bans WHERE match_id = {PRO_MATCH}");
+    assert_eq!(count(&store, &picks_of_pro_match).await, 0);
+    assert_eq!(count(&store, &player_rows_of(PUBLIC_MATCH)).await, 10);
+}
