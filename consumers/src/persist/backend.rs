@@ -7,8 +7,8 @@ use sqlx::database::HasStatementCache;
 use sqlx::{Pool, Postgres, QueryBuilder, Sqlite, Transaction};
 
 use super::hero_pool::{CountedSlot, PoolDelta};
-use super::rows::PlayerMatchRow;
-use super::sql::{HERO_POOL_DELTAS, PLAYER_MATCHES};
+use super::rows::{MatchRow, PlayerMatchRow};
+use super::sql::{HERO_POOL_DELTAS, MATCHES, PLAYER_MATCHES};
 use super::write::Writer;
 use super::PersistError;
 use super::{staged, unnest};
@@ -37,6 +37,13 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
 
     /// Upserts `player_matches` rows (each key once, sorted by key) the
     /// fastest way this backend knows.
+    /// Upserts `matches` rows (each key once, sorted by key) the fastest way
+    /// this backend knows.
+    fn upsert_matches<'a>(
+        tx: &'a mut Transaction<'static, Self>,
+        rows: &'a [MatchRow],
+    ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
+
     fn upsert_player_matches<'a>(
         tx: &'a mut Transaction<'static, Self>,
         rows: &'a [PlayerMatchRow],
@@ -119,6 +126,19 @@ impl Backend for Postgres {
         // Statement texts vary with the row count: not worth caching.
         qb.build().persistent(false).execute(&mut **tx).await?;
         Ok(())
+    }
+
+    async fn upsert_matches(
+        tx: &mut Transaction<'static, Self>,
+        rows: &[MatchRow],
+    ) -> Result<(), PersistError> {
+        let known: Vec<MatchRow> = staged::copy_new_matches(tx, rows)
+            .await
+            .map_err(PersistError::database(MATCHES.table))?
+            .into_iter()
+            .cloned()
+            .collect();
+        Writer::<Self>::upsert(tx, &MATCHES, &known, Writer::<Self>::bind_match).await
     }
 
     async fn upsert_player_matches(
@@ -233,6 +253,13 @@ impl Backend for Sqlite {
             .fetch_all(&mut **tx)
             .await?;
         Ok(rows.into_iter().map(counted_slot).collect())
+    }
+
+    async fn upsert_matches(
+        tx: &mut Transaction<'static, Self>,
+        rows: &[MatchRow],
+    ) -> Result<(), PersistError> {
+        Writer::<Self>::upsert(tx, &MATCHES, rows, Writer::<Self>::bind_match).await
     }
 
     async fn upsert_player_matches(

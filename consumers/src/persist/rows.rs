@@ -9,26 +9,27 @@ use schemas::{MatchCompleted, PlayerPerformance, PlayerProfile, ANONYMOUS_ACCOUN
 use super::row_def::table_row;
 use super::PersistError;
 
-/// A `matches` row.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MatchRow {
-    pub match_id: i64,
-    pub match_seq_num: Option<i64>,
-    pub start_time: i64,
-    pub duration_secs: i32,
-    pub radiant_win: bool,
-    pub game_mode: i32,
-    pub lobby_type: i32,
-    pub league_id: Option<i64>,
-    pub cluster: i32,
-    pub radiant_team_id: Option<i64>,
-    pub radiant_team_name: Option<String>,
-    pub dire_team_id: Option<i64>,
-    pub dire_team_name: Option<String>,
-    pub radiant_score: Option<i32>,
-    pub dire_score: Option<i32>,
-    pub source: String,
-    pub source_rank: i16,
+table_row! {
+    /// A `matches` row.
+    pub struct MatchRow {
+        match_id: i64,
+        match_seq_num: Option<i64>,
+        start_time: i64,
+        duration_secs: i32,
+        radiant_win: bool,
+        game_mode: i32,
+        lobby_type: i32,
+        league_id: Option<i64>,
+        cluster: i32,
+        radiant_team_id: Option<i64>,
+        radiant_team_name: Option<String>,
+        dire_team_id: Option<i64>,
+        dire_team_name: Option<String>,
+        radiant_score: Option<i32>,
+        dire_score: Option<i32>,
+        source: String,
+        source_rank: i16,
+    }
 }
 
 /// Defines [`PlayerMatchRow`] and [`player_row`] from the player record's

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::rows::PlayerMatchRow;
+use super::rows::{MatchRow, PlayerMatchRow};
 
 /// A multi-row upsert: `INSERT INTO table (columns) VALUES ... ON CONFLICT`.
 pub(crate) struct Upsert {
@@ -72,29 +72,7 @@ fn ranked_upsert(table: &'static str, columns: &'static [&'static str], key: &[&
 }
 
 pub(crate) static MATCHES: LazyLock<Upsert> = LazyLock::new(|| {
-    let mut upsert = ranked_upsert(
-        "matches",
-        &[
-            "match_id",
-            "match_seq_num",
-            "start_time",
-            "duration_secs",
-            "radiant_win",
-            "game_mode",
-            "lobby_type",
-            "league_id",
-            "cluster",
-            "radiant_team_id",
-            "radiant_team_name",
-            "dire_team_id",
-            "dire_team_name",
-            "radiant_score",
-            "dire_score",
-            "source",
-            "source_rank",
-        ],
-        &["match_id"],
-    );
+    let mut upsert = ranked_upsert("matches", MatchRow::COLUMNS, &["match_id"]);
     upsert
         .on_conflict
         .push_str(", updated_at = CURRENT_TIMESTAMP");

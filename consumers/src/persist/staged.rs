@@ -1,9 +1,10 @@
-//! PostgreSQL's upsert of `player_matches` rows. Rows whose key is not in the
-//! table yet (nearly all of them when history is replayed) go straight in
-//! with one `COPY … FROM STDIN`, PostgreSQL's bulk insert. The others go
-//! through a staging table: one COPY into a temporary table, then one
-//! `INSERT … SELECT … ON CONFLICT` merges them with the table's merge rule.
-//! COPY parses a row for less than the column arrays of an
+//! PostgreSQL's fast path for `matches` and `player_matches` rows. Rows whose
+//! key is not in the table yet (nearly all of them when history is replayed)
+//! go straight in with one `COPY … FROM STDIN`, PostgreSQL's bulk insert. The
+//! others are merged with the table's merge rule: matches by the multi-row
+//! upsert both backends share, player rows through a staging table (one COPY
+//! into a temporary table, then one `INSERT … SELECT … ON CONFLICT`). COPY
+//! parses a row for less than the column arrays of an
 //! `INSERT … SELECT FROM UNNEST(…)` cost to bind and unpack: 40,366 against
 //! 35,953 player rows/s on Redis Streams' batches of up to 6,000 rows, the
 //! same (32,900) on Kafka's 500 (README, Benchmarks).
@@ -13,15 +14,15 @@
 //! adds one before the COPY. Should one anyway, the COPY runs in a savepoint
 //! and its rows are merged instead.
 
-use std::sync::LazyLock;
-
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use sqlx::error::ErrorKind;
 use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 
-use super::rows::PlayerMatchRow;
-use super::sql::PLAYER_MATCHES;
+use super::row_def::CopyRow;
+use super::rows::{MatchRow, PlayerMatchRow};
+use super::sql::{MATCHES, PLAYER_MATCHES};
 
 /// Session-local, created by the first write of each connection; emptied by
 /// every commit, so a batch sees only its own rows.
@@ -37,17 +38,11 @@ static CREATE_STAGE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static COPY_INTO_TABLE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "COPY {} ({}) FROM STDIN WITH (FORMAT text)",
-        PLAYER_MATCHES.table,
-        PlayerMatchRow::COLUMNS.join(", ")
-    )
-});
-
 /// Through the primary key: a match has at most ten rows.
-const EXISTING_KEYS: &str =
+const EXISTING_PLAYER_KEYS: &str =
     "SELECT match_id, player_slot FROM player_matches WHERE match_id = ANY($1)";
+
+const EXISTING_MATCHES: &str = "SELECT match_id FROM matches WHERE match_id = ANY($1)";
 
 static COPY_INTO_STAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -78,42 +73,74 @@ pub(crate) async fn upsert_player_matches(
     if rows.is_empty() {
         return Ok(());
     }
-    let existing = existing_keys(tx, rows).await?;
+    let existing = existing_player_keys(tx, rows).await?;
     let (new, mut known): (Vec<&PlayerMatchRow>, Vec<&PlayerMatchRow>) = rows
         .iter()
         .partition(|row| !existing.contains(&(row.match_id, row.player_slot)));
-    if !copy_new_rows(tx, &new).await? {
+    if !copy_new_rows(tx, PLAYER_MATCHES.table, &new).await? {
         known.extend(new);
         known.sort_by_key(|row| (row.match_id, row.player_slot));
     }
     merge_through_stage(tx, &known).await
 }
 
-/// The keys of `rows`' matches already in the table.
-async fn existing_keys(
+/// COPYs the rows of matches not in the table yet (`rows` each key once,
+/// sorted by key); returns the others, for the caller to upsert with the
+/// merge rule of [`MATCHES`].
+pub(crate) async fn copy_new_matches<'r>(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &'r [MatchRow],
+) -> Result<Vec<&'r MatchRow>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|row| row.match_id).collect();
+    let existing: HashSet<i64> = sqlx::query_scalar(EXISTING_MATCHES)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    let (new, mut known): (Vec<&MatchRow>, Vec<&MatchRow>) = rows
+        .iter()
+        .partition(|row| !existing.contains(&row.match_id));
+    if !copy_new_rows(tx, MATCHES.table, &new).await? {
+        known.extend(new);
+        known.sort_by_key(|row| row.match_id);
+    }
+    Ok(known)
+}
+
+/// The keys of `rows`' matches already in `player_matches`.
+async fn existing_player_keys(
     tx: &mut Transaction<'static, Postgres>,
     rows: &[PlayerMatchRow],
 ) -> Result<HashSet<(i64, i32)>, sqlx::Error> {
     let mut match_ids: Vec<i64> = rows.iter().map(|row| row.match_id).collect();
     match_ids.dedup();
-    let keys: Vec<(i64, i32)> = sqlx::query_as(EXISTING_KEYS)
+    let keys: Vec<(i64, i32)> = sqlx::query_as(EXISTING_PLAYER_KEYS)
         .bind(match_ids)
         .fetch_all(&mut **tx)
         .await?;
     Ok(keys.into_iter().collect())
 }
 
-/// COPYs `rows` into the table in a savepoint. `false`, with nothing
-/// written, when one of their keys turned out to be there already.
-async fn copy_new_rows(
+/// COPYs `rows` into `table` in a savepoint. `false`, with nothing written,
+/// when one of their keys turned out to be there already.
+async fn copy_new_rows<R: CopyRow>(
     tx: &mut Transaction<'static, Postgres>,
-    rows: &[&PlayerMatchRow],
+    table: &str,
+    rows: &[&R],
 ) -> Result<bool, sqlx::Error> {
     if rows.is_empty() {
         return Ok(true);
     }
+    let statement = format!(
+        "COPY {table} ({}) FROM STDIN WITH (FORMAT text)",
+        R::COLUMNS.join(", ")
+    );
     let mut savepoint = (&mut **tx).begin().await?;
-    match copy_lines(&mut savepoint, &COPY_INTO_TABLE, rows).await {
+    match copy_lines(&mut savepoint, &statement, rows).await {
         Ok(()) => {
             savepoint.commit().await?;
             Ok(true)
@@ -139,10 +166,10 @@ async fn merge_through_stage(
     Ok(())
 }
 
-async fn copy_lines(
+async fn copy_lines<R: CopyRow>(
     conn: &mut PgConnection,
     statement: &str,
-    rows: &[&PlayerMatchRow],
+    rows: &[&R],
 ) -> Result<(), sqlx::Error> {
     let mut lines = String::with_capacity(rows.len() * 160);
     for row in rows {
@@ -195,11 +222,11 @@ mod tests {
         };
         let mut tx = pool.begin().await.expect("begin");
         let first = [row(0, 1), row(1, 2)];
-        assert!(copy_new_rows(&mut tx, &[&first[0], &first[1]])
-            .await
-            .expect("copy"));
+        let table = PLAYER_MATCHES.table;
+        let copied = copy_new_rows(&mut tx, table, &[&first[0], &first[1]]).await;
+        assert!(copied.expect("copy"));
         let second = [row(2, 3), row(0, 4)];
-        let copied = copy_new_rows(&mut tx, &[&second[0], &second[1]]).await;
+        let copied = copy_new_rows(&mut tx, table, &[&second[0], &second[1]]).await;
         assert!(!copied.expect("a conflict is not an error"));
         assert_eq!(heroes(&mut tx).await, vec![1, 2]);
         merge_through_stage(&mut tx, &[&second[1], &second[0]])

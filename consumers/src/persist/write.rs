@@ -97,7 +97,7 @@ where
             .map_err(PersistError::database("lock matches"))?;
         let before = Self::counted_slots(tx, &rows.match_ids).await?;
         for round in &rows.match_rounds {
-            Self::upsert(tx, &sql::MATCHES, &round.matches, Self::bind_match).await?;
+            DB::upsert_matches(tx, &round.matches).await?;
             DB::upsert_player_matches(tx, &round.players).await?;
             Self::upsert(tx, &sql::PICKS_BANS, &round.picks_bans, Self::bind_pick_ban).await?;
         }
@@ -226,24 +226,8 @@ where
             .push_bind(d.last_played);
     }
 
-    fn bind_match(b: &mut Separated<'_, '_, DB, &'static str>, r: &MatchRow) {
-        b.push_bind(r.match_id)
-            .push_bind(r.match_seq_num)
-            .push_bind(r.start_time)
-            .push_bind(r.duration_secs)
-            .push_bind(r.radiant_win)
-            .push_bind(r.game_mode)
-            .push_bind(r.lobby_type)
-            .push_bind(r.league_id)
-            .push_bind(r.cluster)
-            .push_bind(r.radiant_team_id)
-            .push_bind(r.radiant_team_name.clone())
-            .push_bind(r.dire_team_id)
-            .push_bind(r.dire_team_name.clone())
-            .push_bind(r.radiant_score)
-            .push_bind(r.dire_score)
-            .push_bind(r.source.clone())
-            .push_bind(r.source_rank);
+    pub(crate) fn bind_match(b: &mut Separated<'_, '_, DB, &'static str>, r: &MatchRow) {
+        r.bind_values(b);
     }
 
     pub(crate) fn bind_player(b: &mut Separated<'_, '_, DB, &'static str>, r: &PlayerMatchRow) {
