@@ -4,7 +4,7 @@
 //! and its line in COPY's text format (PostgreSQL's staging table).
 //! `tests/row_definitions.rs` checks the migrations against the definition.
 
-use std::fmt::Display;
+use std::fmt::{Display, Write as _};
 
 use sqlx::types::Json;
 
@@ -95,10 +95,7 @@ impl CopyText for Option<String> {
 impl CopyText for Option<Vec<i32>> {
     fn push_copy(&self, line: &mut CopyLine<'_>) {
         match self {
-            Some(ids) => {
-                let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
-                line.value(format!("[{}]", ids.join(",")));
-            }
+            Some(ids) => line.id_list(ids),
             None => line.null(),
         }
     }
@@ -135,7 +132,21 @@ impl<'a> CopyLine<'a> {
     /// A value whose text needs no escaping (numbers, booleans, id lists).
     fn value(&mut self, value: impl Display) {
         self.separate();
-        self.out.push_str(&value.to_string());
+        // Straight into the line: a `to_string` would allocate per field.
+        let _ = write!(self.out, "{value}");
+    }
+
+    /// `[1,2,3]`, written in place.
+    fn id_list(&mut self, ids: &[i32]) {
+        self.separate();
+        self.out.push('[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{id}");
+        }
+        self.out.push(']');
     }
 
     /// Free text: COPY's text format gives backslash, tab and line breaks meaning.
