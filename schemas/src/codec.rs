@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use apache_avro::Schema;
 
 use crate::avro;
+use crate::direct;
 use crate::error::CodecError;
 use crate::event::Event;
 
@@ -66,6 +67,8 @@ pub enum Format {
 struct Known {
     schema: Schema,
     fingerprint: u64,
+    /// Its named types, for the direct path.
+    names: direct::Names,
 }
 
 /// Encodes and decodes events; holds the registry of known writer schemas.
@@ -252,8 +255,16 @@ fn decode_written_with<E: Event>(
     reader_fingerprint: Option<u64>,
 ) -> Result<E, CodecError> {
     expect_name::<E>(&writer.schema)?;
+    let same_schema = reader_fingerprint == Some(writer.fingerprint);
+    if same_schema && E::DECODES_DIRECTLY {
+        // Straight into the struct, about six times faster. Input it
+        // refuses goes the apache-avro way too, so errors read as before.
+        if let Ok(event) = direct::decode(&writer.schema, &writer.names, body) {
+            return Ok(event);
+        }
+    }
     // Resolution costs a pass over the value; skip it when nothing differs.
-    let reader = (reader_fingerprint != Some(writer.fingerprint)).then_some(reader);
+    let reader = (!same_schema).then_some(reader);
     decode_avro(&writer.schema, body, reader)
 }
 
@@ -270,9 +281,11 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Known {
     fn new(schema: Schema) -> Self {
         let fingerprint = avro::fingerprint(&schema);
+        let names = direct::names_of(&schema);
         Self {
             schema,
             fingerprint,
+            names,
         }
     }
 }

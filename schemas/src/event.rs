@@ -19,6 +19,11 @@ pub trait Event: Serialize + DeserializeOwned {
 
     fn schema() -> &'static Schema;
 
+    /// Whether Avro written with [`Event::schema`] may be decoded straight
+    /// into the type, skipping apache-avro's `Value` tree (what the direct
+    /// path reads: records, primitives, strings, arrays, unions).
+    const DECODES_DIRECTLY: bool = false;
+
     /// CRC-64-AVRO fingerprint of [`Event::schema`]. Implementations for the
     /// crate's events return a value computed once.
     fn fingerprint() -> u64 {
@@ -27,9 +32,10 @@ pub trait Event: Serialize + DeserializeOwned {
 }
 
 macro_rules! impl_event {
-    ($($ty:ident => $embedded:path;)*) => {$(
+    ($($ty:ident => $embedded:path, $direct:literal;)*) => {$(
         impl Event for $ty {
             const NAME: &'static str = concat!("scoutstream.", stringify!($ty));
+            const DECODES_DIRECTLY: bool = $direct;
 
             fn schema() -> &'static Schema {
                 &$embedded.schema
@@ -42,13 +48,15 @@ macro_rules! impl_event {
     )*};
 }
 
+// Jobs' enums and dead letters' bytes are not read directly: those events
+// are few, and apache-avro decodes them.
 impl_event! {
-    MatchCompleted => avro::MATCH_COMPLETED;
-    PlayerProfile => avro::PLAYER_PROFILE;
-    JobRequested => avro::JOB_REQUESTED;
-    JobStatusChanged => avro::JOB_STATUS_CHANGED;
-    MatchEnriched => avro::MATCH_ENRICHED;
-    DeadLetter => avro::DEAD_LETTER;
+    MatchCompleted => avro::MATCH_COMPLETED, true;
+    PlayerProfile => avro::PLAYER_PROFILE, true;
+    JobRequested => avro::JOB_REQUESTED, false;
+    JobStatusChanged => avro::JOB_STATUS_CHANGED, false;
+    MatchEnriched => avro::MATCH_ENRICHED, true;
+    DeadLetter => avro::DEAD_LETTER, false;
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`event`]: the [`Event`] trait tying each type to its schema.
 //! - [`codec`]: [`Codec`], encoding and decoding single-object Avro,
 //!   Confluent-framed Avro and JSON, with schema resolution.
+//! - `direct` (private): Avro decoded straight into the struct, the codec's
+//!   fast path for events written with their own schema.
 //! - [`error`]: [`CodecError`], one variant per way decoding fails.
 //! - [`reference`](mod@reference): Dota 2 reference data (heroes, items, modes, regions).
 //! - [`topics`]: topic names and partitioning keys.
@@ -15,6 +17,7 @@
 //!   resolver consumers run before decoding, and compatibility checks.
 pub mod avro;
 pub mod codec;
+mod direct;
 pub mod error;
 pub mod event;
 pub mod events;
