@@ -35,8 +35,6 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
         qb: QueryBuilder<'static, Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 
-    /// Upserts `player_matches` rows (each key once, sorted by key) the
-    /// fastest way this backend knows.
     /// Upserts `matches` rows (each key once, sorted by key) the fastest way
     /// this backend knows.
     fn upsert_matches<'a>(
@@ -44,6 +42,8 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
         rows: &'a [MatchRow],
     ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
 
+    /// Upserts `player_matches` rows (each key once, sorted by key) the
+    /// fastest way this backend knows.
     fn upsert_player_matches<'a>(
         tx: &'a mut Transaction<'static, Self>,
         rows: &'a [PlayerMatchRow],
