@@ -47,7 +47,7 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
     fn upsert_player_matches<'a>(
         tx: &'a mut Transaction<'static, Self>,
         rows: &'a [PlayerMatchRow],
-    ) -> impl Future<Output = Result<(), PersistError>> + Send + 'a;
+    ) -> impl Future<Output = Result<PlayerRowsWritten, PersistError>> + Send + 'a;
 
     /// Adds hero-pool deltas (sorted by key) the fastest way this backend knows.
     fn upsert_pool_deltas<'a>(
@@ -80,6 +80,15 @@ pub(crate) trait Backend: sqlx::Database + HasStatementCache {
     fn lock_hero_pool<'c>(
         tx: &'c mut Transaction<'static, Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+}
+
+/// What an upsert of `player_matches` rows left in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlayerRowsWritten {
+    /// The rows' matches had no row before; now they have exactly these.
+    OnlyThese,
+    /// Rows were merged with rows already there (or the backend cannot tell).
+    Merged,
 }
 
 /// Advisory lock class of match writers (`'mtch'`), so the locks cannot
@@ -144,7 +153,7 @@ impl Backend for Postgres {
     async fn upsert_player_matches(
         tx: &mut Transaction<'static, Self>,
         rows: &[PlayerMatchRow],
-    ) -> Result<(), PersistError> {
+    ) -> Result<PlayerRowsWritten, PersistError> {
         staged::upsert_player_matches(tx, rows)
             .await
             .map_err(PersistError::database(PLAYER_MATCHES.table))
@@ -265,8 +274,9 @@ impl Backend for Sqlite {
     async fn upsert_player_matches(
         tx: &mut Transaction<'static, Self>,
         rows: &[PlayerMatchRow],
-    ) -> Result<(), PersistError> {
-        Writer::<Self>::upsert(tx, &PLAYER_MATCHES, rows, Writer::<Self>::bind_player).await
+    ) -> Result<PlayerRowsWritten, PersistError> {
+        Writer::<Self>::upsert(tx, &PLAYER_MATCHES, rows, Writer::<Self>::bind_player).await?;
+        Ok(PlayerRowsWritten::Merged)
     }
 
     async fn upsert_pool_deltas(

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::rows::PlayerMatchRow;
+
 /// A `player_matches` row as the hero pool counts it (named accounts only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CountedSlot {
@@ -18,6 +20,23 @@ pub(crate) struct CountedSlot {
     pub hero_id: i32,
     pub won: bool,
     pub start_time: i64,
+}
+
+/// The slots of `rows` a hero pool counts: those of named accounts, as the
+/// read of `sql::COUNTED_SLOTS_HEAD` gives them.
+pub(crate) fn counted(rows: &[PlayerMatchRow]) -> Vec<CountedSlot> {
+    rows.iter()
+        .filter_map(|row| {
+            Some(CountedSlot {
+                match_id: row.match_id,
+                player_slot: row.player_slot,
+                account_id: row.account_id?,
+                hero_id: row.hero_id,
+                won: row.won,
+                start_time: row.start_time,
+            })
+        })
+        .collect()
 }
 
 /// What one (account, hero) gains (or loses, when negative).
@@ -88,6 +107,31 @@ mod tests {
             won: player_slot < 128,
             start_time: match_id * 10,
         }
+    }
+
+    #[test]
+    fn rows_of_anonymous_players_are_not_counted() {
+        let row = |player_slot, account_id| PlayerMatchRow {
+            match_id: 5,
+            player_slot,
+            account_id,
+            hero_id: 3,
+            won: true,
+            start_time: 50,
+            ..PlayerMatchRow::default()
+        };
+        let rows = [row(0, Some(7)), row(1, None), row(128, Some(8))];
+        let got = counted(&rows);
+        assert_eq!(
+            got.iter()
+                .map(|s| (s.player_slot, s.account_id))
+                .collect::<Vec<_>>(),
+            vec![(0, 7), (128, 8)]
+        );
+        assert_eq!(
+            (got[0].hero_id, got[0].won, got[0].start_time),
+            (3, true, 50)
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::sync::LazyLock;
 use sqlx::error::ErrorKind;
 use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 
+use super::backend::PlayerRowsWritten;
 use super::row_def::CopyRow;
 use super::rows::{MatchRow, PlayerMatchRow};
 use super::sql::{MATCHES, PLAYER_MATCHES};
@@ -69,19 +70,26 @@ static MERGE_STAGE: LazyLock<String> = LazyLock::new(|| {
 pub(crate) async fn upsert_player_matches(
     tx: &mut Transaction<'static, Postgres>,
     rows: &[PlayerMatchRow],
-) -> Result<(), sqlx::Error> {
+) -> Result<PlayerRowsWritten, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(PlayerRowsWritten::Merged);
     }
     let existing = existing_player_keys(tx, rows).await?;
     let (new, mut known): (Vec<&PlayerMatchRow>, Vec<&PlayerMatchRow>) = rows
         .iter()
         .partition(|row| !existing.contains(&(row.match_id, row.player_slot)));
-    if !copy_new_rows(tx, PLAYER_MATCHES.table, &new).await? {
+    let copied = copy_new_rows(tx, PLAYER_MATCHES.table, &new).await?;
+    if !copied {
         known.extend(new);
         known.sort_by_key(|row| (row.match_id, row.player_slot));
     }
-    merge_through_stage(tx, &known).await
+    merge_through_stage(tx, &known).await?;
+    // `existing` holds every row of these matches, whatever its slot.
+    Ok(if copied && existing.is_empty() {
+        PlayerRowsWritten::OnlyThese
+    } else {
+        PlayerRowsWritten::Merged
+    })
 }
 
 /// COPYs the rows of matches not in the table yet (`rows` each key once,

@@ -9,7 +9,7 @@ use sqlx::query_builder::Separated;
 use sqlx::types::Json;
 use sqlx::{Encode, Pool, QueryBuilder, Transaction, Type};
 
-use super::backend::Backend;
+use super::backend::{Backend, PlayerRowsWritten};
 use super::hero_pool::{self, CountedSlot, PoolDelta};
 use super::positions::{self, Applied, Source};
 use super::rows::{BatchRows, MatchRow, PickBanRow, PlayerMatchRow, ProfileRow, TeamRow};
@@ -96,15 +96,24 @@ where
             .await
             .map_err(PersistError::database("lock matches"))?;
         let before = Self::counted_slots(tx, &rows.match_ids).await?;
+        let mut written = Vec::with_capacity(rows.match_rounds.len());
         for round in &rows.match_rounds {
             DB::upsert_matches(tx, &round.matches).await?;
-            DB::upsert_player_matches(tx, &round.players).await?;
+            written.push(DB::upsert_player_matches(tx, &round.players).await?);
             Self::upsert(tx, &sql::PICKS_BANS, &round.picks_bans, Self::bind_pick_ban).await?;
         }
         for round in &rows.team_rounds {
             Self::upsert(tx, &sql::TEAMS, round, Self::bind_team).await?;
         }
-        let after = Self::counted_slots(tx, &rows.match_ids).await?;
+        let after = match (written.as_slice(), rows.match_rounds.as_slice()) {
+            // Replaying history: no slot of these matches was counted (a match
+            // without player rows in the batch keeps none), and the rows of those
+            // with some are exactly the ones written.
+            ([PlayerRowsWritten::OnlyThese], [round]) if before.is_empty() => {
+                hero_pool::counted(&round.players)
+            }
+            _ => Self::counted_slots(tx, &rows.match_ids).await?,
+        };
         let changed = Self::apply_hero_pool_deltas(tx, &hero_pool::deltas(&before, &after)).await?;
         for round in &rows.profile_rounds {
             Self::upsert(tx, &sql::PLAYERS, round, Self::bind_profile).await?;

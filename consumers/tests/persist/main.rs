@@ -120,6 +120,7 @@ on_both_backends!(
     game_coordinator_reveals_anonymous_players,
     anonymous_marker_never_creates_players,
     corrected_slots_leave_the_old_hero_pool,
+    a_version_without_players_keeps_the_counted_slots,
     replays_and_reordering_leave_identical_tables,
     loadgen_replay_keeps_counts_and_hero_pool,
     concurrent_writers_agree_on_hero_pool,

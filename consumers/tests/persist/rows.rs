@@ -254,6 +254,26 @@ pub(crate) async fn corrected_slots_leave_the_old_hero_pool(env: Env) {
     }
 }
 
+/// A version of a known match that carries no player rows, in one batch
+/// with a new match: the known match keeps its rows, and they stay counted.
+pub(crate) async fn a_version_without_players_keeps_the_counted_slots(env: Env) {
+    let store = env.store().await;
+    let steam = fixture_match("details_api.json");
+    store
+        .write_matches(std::slice::from_ref(&steam))
+        .await
+        .unwrap();
+    let mut without_players = steam.clone();
+    without_players.players.clear();
+    let pro = fixture_match("details_api_pro.json");
+    store
+        .write_matches(&[without_players, pro.clone()])
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "player_matches").await, 20);
+    assert_eq!(hero_pool(&store).await, expected_hero_pool(&[steam, pro]));
+}
+
 /// Deleting a match takes its player rows and picks with it: a foreign key's
 /// `ON DELETE CASCADE` on SQLite and for picks, a statement trigger for
 /// PostgreSQL's player rows (their key is gone: see migration 0007).
