@@ -303,7 +303,7 @@ pub struct Sample {
     pub lag: u64,
 }
 
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Counts persisted matches every [`SAMPLE_EVERY`] (a cheap query, unlike a
 /// broker lag read): the change is the throughput, published minus persisted
