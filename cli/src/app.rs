@@ -15,13 +15,17 @@ use consumers::persist::PersistHandler;
 use pipeline::bus::{Bus, Subscription};
 use pipeline::config::{Backend, BusConfig, ConfigError, RunnerSection};
 use pipeline::observe::{self, ObserveConfig, Readiness};
-use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerError};
+use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerConfig, RunnerError};
 use pipeline::schema_registry::ResolveSchemas;
 use schemas::registry::SchemaResolver;
 use schemas::{topics, GroupEvents};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Persist's batch size on Kafka when `[runner] batch_size` is unset (see
+/// [`AppConfig::default_batch_size`]; README, Benchmarks).
+pub const PERSIST_BATCH_SIZE_ON_KAFKA: usize = 2_500;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -207,11 +211,22 @@ impl AppConfig {
     /// [`DatabaseSection::writers`], or its default for the bus.
     pub fn persist_writers(&self) -> usize {
         let default = match self.bus.backend {
-            Backend::RedisStreams => 2,
-            Backend::Kafka | Backend::Memory => 1,
+            Backend::RedisStreams | Backend::Kafka => 2,
+            Backend::Memory => 1,
         };
         let writers = self.database.writers.unwrap_or(default);
         usize::try_from(writers).unwrap_or(usize::MAX)
+    }
+
+    /// Deliveries per batch of group `name` when `[runner] batch_size` is
+    /// unset: larger for persist on Kafka, whose batches hold a slice of many
+    /// partitions, so each transaction (and each of its writers) gets enough
+    /// rows to be worth its fixed costs.
+    pub fn default_batch_size(&self, name: GroupName) -> usize {
+        match (name, self.bus.backend) {
+            (GroupName::Persist, Backend::Kafka) => PERSIST_BATCH_SIZE_ON_KAFKA,
+            _ => RunnerConfig::new("").batch_size,
+        }
     }
 
     /// Whether `run` serves the jobs API ([`GroupsSection::serve_api`]).
@@ -302,6 +317,8 @@ pub struct GroupSpec {
     pub name: GroupName,
     pub id: String,
     pub topics: Vec<String>,
+    /// Its batch size unless `[runner] batch_size` sets one for every group.
+    pub default_batch_size: usize,
     pub handler: Arc<dyn Handler>,
     /// What runs beside the runner: the jobs group's worker pool.
     pub pool: Option<consumers::jobs::WorkerPool>,
@@ -369,7 +386,7 @@ pub async fn run_groups(
             );
         }
         let mut runner = Runner::new(
-            runner.for_group(&group.id),
+            runner.for_group(&group.id, group.default_batch_size),
             with_resolver(&group, &shutdown),
             dead_letters.clone(),
         );

@@ -142,6 +142,7 @@ pub async fn build(
             name: *name,
             id: config.group_id(*name),
             topics: name.topics(),
+            default_batch_size: config.default_batch_size(*name),
             handler,
             pool,
             resolver: resources.resolver(config)?,

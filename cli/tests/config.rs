@@ -27,12 +27,41 @@ fn the_example_config_loads_and_validates() {
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
     assert_eq!(config.database.writers, None);
-    assert_eq!(config.persist_writers(), 1, "Kafka's default");
+    assert_eq!(config.persist_writers(), 2, "Kafka's default");
     let mut on_redis = config.clone();
     on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
     assert_eq!(on_redis.persist_writers(), 2, "Redis Streams' default");
     on_redis.database.writers = Some(3);
     assert_eq!(on_redis.persist_writers(), 3);
+    let mut embedded = config.clone();
+    embedded.bus.backend = pipeline::config::Backend::Memory;
+    assert_eq!(embedded.persist_writers(), 1, "the in-memory bus' default");
+}
+
+/// Unset, `[runner] batch_size` is 2,500 for persist on Kafka and 500 for
+/// every other group and bus; set, it is every group's.
+#[test]
+fn batch_sizes_default_per_group_and_bus() {
+    let config: AppConfig = pipeline::config::load(Some(&example()), Vec::new()).unwrap();
+    assert_eq!(config.runner.batch_size, None);
+    let batch_size = |config: &AppConfig, group: GroupName| {
+        config
+            .runner
+            .for_group("g", config.default_batch_size(group))
+            .batch_size
+    };
+    assert_eq!(batch_size(&config, GroupName::Persist), 2_500);
+    for group in [GroupName::Enrich, GroupName::Cache, GroupName::Jobs] {
+        assert_eq!(batch_size(&config, group), 500, "{group:?}");
+    }
+    let mut on_redis = config.clone();
+    on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
+    assert_eq!(batch_size(&on_redis, GroupName::Persist), 500);
+    let mut set = config.clone();
+    set.runner.batch_size = Some(100);
+    for group in GroupName::ALL {
+        assert_eq!(batch_size(&set, group), 100, "{group:?}");
+    }
 }
 
 #[test]

@@ -116,6 +116,7 @@ fn spec(name: GroupName, id: &str, handler: Arc<dyn Handler>) -> GroupSpec {
         name,
         id: id.into(),
         topics: vec![TOPIC.into()],
+        default_batch_size: pipeline::runner::RunnerConfig::new(id).batch_size,
         handler,
         pool: None,
         resolver: None,

@@ -144,7 +144,8 @@ impl Default for RedisSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunnerSection {
-    pub batch_size: usize,
+    /// Unset: the group's own default (see [`RunnerSection::for_group`]).
+    pub batch_size: Option<usize>,
     pub batch_wait_ms: u64,
     /// Unset: a retriable error is retried until it succeeds (the partition
     /// waits). A number: attempts before the delivery is dead-lettered.
@@ -159,7 +160,7 @@ impl Default for RunnerSection {
     fn default() -> Self {
         let defaults = RunnerConfig::new("");
         Self {
-            batch_size: defaults.batch_size,
+            batch_size: None,
             batch_wait_ms: defaults.batch_wait.as_millis() as u64,
             max_attempts: None,
             backoff_initial_ms: defaults.backoff_initial.as_millis() as u64,
@@ -171,10 +172,12 @@ impl Default for RunnerSection {
 }
 
 impl RunnerSection {
-    pub fn for_group(&self, group: &str) -> RunnerConfig {
+    /// The runner settings of `group`, whose batches hold `default_batch_size`
+    /// deliveries unless `batch_size` is set.
+    pub fn for_group(&self, group: &str, default_batch_size: usize) -> RunnerConfig {
         RunnerConfig {
             group: group.to_string(),
-            batch_size: self.batch_size,
+            batch_size: self.batch_size.unwrap_or(default_batch_size),
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             max_attempts: self
                 .max_attempts
@@ -187,7 +190,9 @@ impl RunnerSection {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("runner.batch_size", self.batch_size as u64)?;
+        if let Some(batch_size) = self.batch_size {
+            positive("runner.batch_size", batch_size as u64)?;
+        }
         if let Some(attempts) = self.max_attempts {
             positive("runner.max_attempts", u64::from(attempts))?;
         }
