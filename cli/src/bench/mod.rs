@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use consumers::persist::{player_rows, Store};
+use hdrhistogram::Histogram;
 use pipeline::bus::Bus;
 use pipeline::config::Backend;
 use producers::loadgen::generate_matches;
@@ -216,9 +217,9 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
                 .filter(|(_, at)| *at >= running_since)
                 .copied()
                 .collect();
-            persisted_latencies_ms(&store, &steady).await?
+            persisted_latencies(&store, &steady).await?
         }
-        _ => Vec::new(),
+        _ => None,
     };
     let peer = match &options.peer_python {
         Some(python) => Some(peer::run(python, &config, matches).await?),
@@ -250,8 +251,8 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         publish_alone_per_s,
         player_rows_per_s: rows.len() as f64 / persisted_in,
         cpu_s_per_1000_events: cpu * 1000.0 / matches as f64,
-        latency_p50_ms: percentile(&latencies, 0.50),
-        latency_p99_ms: percentile(&latencies, 0.99),
+        latency_p50_ms: latencies.as_ref().map(|h| quantile_ms(h, 0.50)),
+        latency_p99_ms: latencies.as_ref().map(|h| quantile_ms(h, 0.99)),
         peak_rss_mib: ::baselines::peak_rss_kib() / 1024.0,
         raw_consume_per_s,
         raw_produce_per_s,
@@ -400,14 +401,15 @@ async fn wait_until_caught_up(
     }
 }
 
-/// Publish-to-persisted time per match: the row's insert time minus the time its
-/// chunk was durable on the bus (PostgreSQL only: SQLite keeps whole seconds).
-async fn persisted_latencies_ms(
+/// Publish-to-persisted times in microseconds, one per match: the row's insert
+/// time minus the time its chunk was durable on the bus. None without any, or
+/// on SQLite (it keeps whole seconds).
+async fn persisted_latencies(
     store: &Store,
     published_at: &[(i64, i64)],
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Option<Histogram<u64>>> {
     let Store::Postgres(pool) = store else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let ids: Vec<i64> = published_at.iter().map(|(id, _)| *id).collect();
     let rows = sqlx::query("SELECT match_id, (extract(epoch FROM updated_at) * 1000)::float8 FROM matches WHERE match_id = ANY($1)")
@@ -418,18 +420,16 @@ async fn persisted_latencies_ms(
         .iter()
         .map(|r| (r.get::<i64, _>(0), r.get::<f64, _>(1)))
         .collect();
-    let mut latencies: Vec<f64> = published_at
-        .iter()
-        .filter_map(|(id, at)| persisted.get(id).map(|p| (p - *at as f64).max(0.0)))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    Ok(latencies)
+    // Three significant digits: 1 µs steps below 2 ms, 1 ms steps near 2 s.
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for (id, at) in published_at {
+        if let Some(persisted_ms) = persisted.get(id) {
+            histogram.record(((persisted_ms - *at as f64).max(0.0) * 1000.0) as u64)?;
+        }
+    }
+    Ok((!histogram.is_empty()).then_some(histogram))
 }
 
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(index).copied()
+fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
