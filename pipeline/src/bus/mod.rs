@@ -241,8 +241,10 @@ pub fn age_seconds(published_ms: Option<i64>) -> f64 {
     published_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0)
 }
 
-/// Kafka-compatible partitioning of keys, shared by the backends that partition
-/// themselves (in-memory, Redis Streams): stable across processes and releases.
+/// Partitioning of keys for the backends that partition themselves (in-memory,
+/// Redis Streams): stable across processes and releases. Not Kafka's: on Kafka,
+/// librdkafka's partitioner places records (CRC32 of the key by default), so a
+/// key's partition number differs between the buses; per-key order holds on each.
 pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
     // FNV-1a: tiny, stable and well spread for short keys such as ids.
     let mut hash: u32 = 0x811c_9dc5;
