@@ -15,7 +15,7 @@ use consumers::persist::PersistHandler;
 use pipeline::bus::{Bus, Subscription};
 use pipeline::config::{Backend, BusConfig, ConfigError, RunnerSection};
 use pipeline::observe::{self, ObserveConfig, Readiness};
-use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerConfig, RunnerError};
+use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerError, DEFAULT_BATCH_SIZE};
 use pipeline::schema_registry::ResolveSchemas;
 use schemas::registry::SchemaResolver;
 use schemas::{topics, GroupEvents};
@@ -225,7 +225,7 @@ impl AppConfig {
     pub fn default_batch_size(&self, name: GroupName) -> usize {
         match (name, self.bus.backend) {
             (GroupName::Persist, Backend::Kafka) => PERSIST_BATCH_SIZE_ON_KAFKA,
-            _ => RunnerConfig::new("").batch_size,
+            _ => DEFAULT_BATCH_SIZE,
         }
     }
 

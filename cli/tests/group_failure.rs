@@ -116,7 +116,7 @@ fn spec(name: GroupName, id: &str, handler: Arc<dyn Handler>) -> GroupSpec {
         name,
         id: id.into(),
         topics: vec![TOPIC.into()],
-        default_batch_size: pipeline::runner::RunnerConfig::new(id).batch_size,
+        default_batch_size: pipeline::runner::DEFAULT_BATCH_SIZE,
         handler,
         pool: None,
         resolver: None,

@@ -106,9 +106,9 @@ where
             Self::upsert(tx, &sql::TEAMS, round, Self::bind_team).await?;
         }
         let after = match (written.as_slice(), rows.match_rounds.as_slice()) {
-            // Replaying history: no slot of these matches was counted (a match
-            // without player rows in the batch keeps none), and the rows of those
-            // with some are exactly the ones written.
+            // Replaying history: no slot of the batch's matches was counted
+            // before (so one without player rows here has none to keep), and
+            // those with player rows hold exactly the ones written.
             ([PlayerRowsWritten::OnlyThese], [round]) if before.is_empty() => {
                 hero_pool::counted(&round.players)
             }

@@ -37,6 +37,9 @@ use crate::observe::readiness::{runner_check, Readiness};
 /// [`RunnerConfig::max_attempts`] without a limit.
 pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
 
+/// Deliveries per batch unless a group or the configuration says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub group: String,
@@ -59,7 +62,7 @@ impl RunnerConfig {
     pub fn new(group: impl Into<String>) -> Self {
         Self {
             group: group.into(),
-            batch_size: 500,
+            batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: Duration::from_millis(200),
             max_attempts: UNLIMITED_ATTEMPTS,
             backoff_initial: Duration::from_millis(100),
