@@ -387,12 +387,16 @@ async fn wait_until_caught_up(
     loop {
         let mut behind = 0;
         for (group, topics_in) in groups {
-            behind += bus
-                .lag(group, topics_in)
-                .await?
-                .iter()
-                .map(|l| l.messages)
-                .sum::<u64>();
+            match bus.lag(group, topics_in).await {
+                Ok(lags) => behind += lags.iter().map(|l| l.messages).sum::<u64>(),
+                // A new Kafka cluster's group coordinator answers NotCoordinator
+                // while it loads its offsets topic: ask again.
+                Err(err) if err.is_retriable() => {
+                    tracing::debug!(group, error = %err, "lag read failed; retrying");
+                    behind += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         if behind == 0 {
             return Ok(());
