@@ -1,7 +1,8 @@
 //! Scoutstream runtime.
 //!
-//! - [`bus`]: the topic abstraction and its backends: [`bus::kafka`],
-//!   [`bus::redis_streams`] and the embedded [`bus::memory`].
+//! - [`bus`]: the topic abstraction and its backends: [`bus::kafka`] and
+//!   [`bus::redis_streams`] (cargo features `kafka` and `redis-streams`, on by
+//!   default; their settings parse in every build) and the embedded [`bus::memory`].
 //! - [`runner`]: drives a [`runner::Handler`] over a subscription: batching,
 //!   retries with backoff, dead letters, ack-after-durable, graceful shutdown.
 //! - [`config`]: bus and runner settings from TOML plus `SCOUTSTREAM__` environment

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::bus::kafka::{GroupProtocol, KafkaConfig};
 use crate::bus::memory::MemoryBus;
 use crate::bus::prefixed::PrefixedBus;
-use crate::bus::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
+use crate::bus::redis_streams::RedisStreamsConfig;
 use crate::bus::{Bus, BusError};
 use crate::runner::RunnerConfig;
 
@@ -215,10 +215,8 @@ impl BusConfig {
         positive("bus.partitions", u64::from(self.partitions))?;
         match self.backend {
             Backend::Memory => Ok(()),
+            // A section's own mistakes first, then whether this build has the backend.
             Backend::Kafka => {
-                if !cfg!(feature = "kafka") {
-                    return Err(ConfigError::invalid("bus.backend", KAFKA_NOT_BUILT));
-                }
                 not_blank("bus.kafka.brokers", &self.kafka.brokers)?;
                 positive(
                     "bus.kafka.replication_factor",
@@ -227,7 +225,8 @@ impl BusConfig {
                 positive(
                     "bus.kafka.session_timeout_secs",
                     self.kafka.session_timeout_secs,
-                )
+                )?;
+                built_in(cfg!(feature = "kafka"), KAFKA_NOT_BUILT)
             }
             Backend::RedisStreams => {
                 redis_url("bus.redis.url", &self.redis.url)?;
@@ -236,7 +235,8 @@ impl BusConfig {
                     "bus.redis.session_timeout_secs",
                     self.redis.session_timeout_secs,
                 )?;
-                positive("bus.redis.claim_idle_secs", self.redis.claim_idle_secs)
+                positive("bus.redis.claim_idle_secs", self.redis.claim_idle_secs)?;
+                built_in(cfg!(feature = "redis-streams"), REDIS_STREAMS_NOT_BUILT)
             }
         }
     }
@@ -265,8 +265,8 @@ impl BusConfig {
                 })
                 .await?
             }
-            Backend::RedisStreams => Arc::new(
-                RedisStreamsBus::connect(RedisStreamsConfig {
+            Backend::RedisStreams => {
+                redis_streams_bus(RedisStreamsConfig {
                     url: self.redis.url.clone(),
                     key_prefix: self.redis.key_prefix.clone(),
                     default_partitions: self.partitions,
@@ -275,8 +275,8 @@ impl BusConfig {
                     claim_idle: Duration::from_secs(self.redis.claim_idle_secs),
                     tls: self.redis.tls.clone(),
                 })
-                .await?,
-            ),
+                .await?
+            }
         })
     }
 }
@@ -298,6 +298,20 @@ async fn kafka_bus(_: KafkaConfig) -> Result<Arc<dyn Bus>, BusError> {
 pub const KAFKA_NOT_BUILT: &str =
     "this build has no Kafka backend: build scoutstream with the cargo feature `kafka` (on by default)";
 
+#[cfg(feature = "redis-streams")]
+async fn redis_streams_bus(config: RedisStreamsConfig) -> Result<Arc<dyn Bus>, BusError> {
+    let bus = crate::bus::redis_streams::RedisStreamsBus::connect(config).await?;
+    Ok(Arc::new(bus))
+}
+
+#[cfg(not(feature = "redis-streams"))]
+async fn redis_streams_bus(_: RedisStreamsConfig) -> Result<Arc<dyn Bus>, BusError> {
+    Err(BusError::Config(REDIS_STREAMS_NOT_BUILT.into()))
+}
+
+/// Why `bus.backend = "redis-streams"` is refused by a build without the backend.
+pub const REDIS_STREAMS_NOT_BUILT: &str = "this build has no Redis Streams backend: build scoutstream with the cargo feature `redis-streams` (on by default)";
+
 /// librdkafka takes every property as text; accept `linger.ms = 5` as well as `"5"`.
 fn scalar_strings<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -315,6 +329,15 @@ fn scalar_strings<'de, D: serde::Deserializer<'de>>(
             ))),
         })
         .collect()
+}
+
+/// `bus.backend` names a backend this build left out.
+fn built_in(present: bool, why_not: &str) -> Result<(), ConfigError> {
+    if present {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid("bus.backend", why_not))
+    }
 }
 
 pub fn positive(field: &str, value: u64) -> Result<(), ConfigError> {

@@ -108,3 +108,17 @@ fn the_kafka_backend_is_there_exactly_when_built_in() {
         assert!(error.contains("feature `kafka`"), "{error}");
     }
 }
+
+#[test]
+fn the_redis_streams_backend_is_there_exactly_when_built_in() {
+    let sample: Sample =
+        load(None, env(&[("SCOUTSTREAM__BUS__BACKEND", "redis-streams")])).unwrap();
+    let validated = sample.bus.validate();
+    if cfg!(feature = "redis-streams") {
+        validated.unwrap();
+    } else {
+        let error = validated.unwrap_err().to_string();
+        assert!(error.contains("`bus.backend`"), "{error}");
+        assert!(error.contains("feature `redis-streams`"), "{error}");
+    }
+}
