@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use pipeline::bus::Bus;
 use producers::ingest::{ingest_file, IngestedEvent};
 use producers::loadgen::generate_matches;
@@ -45,16 +46,21 @@ impl ProduceReport {
     }
 }
 
-/// A one-line progress bar on stderr, redrawn in place.
-fn progress(done: usize, total: usize, seconds: f64) {
-    const WIDTH: usize = 30;
-    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
-    eprint!(
-        "\r[{}{}] {done}/{total} events, {:.0}/s",
-        "#".repeat(filled),
-        " ".repeat(WIDTH - filled),
-        done as f64 / seconds.max(1e-9)
+/// A progress bar on stderr while publishing, drawn only when stderr is a
+/// terminal (logs and pipes stay clean).
+fn progress_bar(total: usize) -> anyhow::Result<ProgressBar> {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} events, {rate}/s")?
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}", state.per_sec());
+                },
+            )
+            .progress_chars("## "),
     );
+    Ok(bar)
 }
 
 pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<ProduceReport> {
@@ -88,21 +94,17 @@ pub async fn run(bus: &dyn Bus, options: ProduceOptions) -> anyhow::Result<Produ
     let publisher = EventPublisher::new(bus.publisher().await?, encoding).with_codec(codec);
     let started = Instant::now();
     let mut counts = PublishCounts::default();
+    let bar = progress_bar(events.len())?;
     // Chunks bound the memory of one publish and show progress on big loads.
     for chunk in events.chunks(1000) {
         let published = publisher.publish_ingested(chunk).await?;
         counts.matches += published.matches;
         counts.players += published.players;
         counts.jobs += published.jobs;
-        progress(
-            counts.matches + counts.players + counts.jobs,
-            events.len(),
-            started.elapsed().as_secs_f64(),
-        );
+        bar.inc((published.matches + published.players + published.jobs) as u64);
     }
-    if !events.is_empty() {
-        eprintln!();
-    }
+    // The report that follows says it all.
+    bar.finish_and_clear();
     Ok(ProduceReport {
         counts,
         seconds: started.elapsed().as_secs_f64(),
