@@ -115,10 +115,11 @@ start_postgres() {
   fi
 }
 
-# Every test database carries a random hex id after one of these prefixes. A test
-# killed midway, or one that keeps its database to show it, leaves it behind:
-# 140 of them held 2.5 GB here before the test command swept them.
-DEBRIS_DATABASES='^ss(test|jobs|rows|e2e|probe)_[0-9a-z_]+$|^repro[0-9]+$'
+# Every test database carries a random hex id after one of these prefixes (or is
+# one of `#[sqlx::test]`'s numbered ones). A test killed midway, or one that keeps
+# its database to show it, leaves it behind: 140 of them held 2.5 GB here before
+# the test command swept them.
+DEBRIS_DATABASES='^ss(test|jobs|rows|e2e|probe)_[0-9a-z_]+$|^repro[0-9]+$|^_sqlx_test_[0-9]+$'
 
 sweep_databases() {
   port_open 5432 || die "sweep: postgresql is not running; start it first"

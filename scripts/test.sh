@@ -17,6 +17,8 @@ bash scripts/services.sh sweep
 export SCOUTSTREAM_KAFKA_BROKERS="${SCOUTSTREAM_KAFKA_BROKERS:-127.0.0.1:9092}"
 export SCOUTSTREAM_REDIS_URL="${SCOUTSTREAM_REDIS_URL:-redis://127.0.0.1:6379}"
 export SCOUTSTREAM_DATABASE_URL="${SCOUTSTREAM_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# `#[sqlx::test]` makes its databases on this server (.cargo/config.toml has the default).
+export DATABASE_URL="${DATABASE_URL:-$SCOUTSTREAM_DATABASE_URL}"
 export SCOUTSTREAM_REGISTRY_URL="${SCOUTSTREAM_REGISTRY_URL:-http://127.0.0.1:8081/apis/ccompat/v7}"
 export RUST_LOG="${RUST_LOG:-warn}"
 

@@ -1,6 +1,5 @@
 //! The raw COPY baseline loads exactly the rows persist stores, value for
-//! value, so the benchmark compares like with like. PostgreSQL only: a fresh
-//! database per run, dropped even when the test fails.
+//! value, so the benchmark compares like with like. PostgreSQL only.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -9,7 +8,6 @@ use baselines::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
 use consumers::persist::{player_rows, PlayerMatchRow, Store};
 use producers::loadgen::generate_matches;
 use sqlx::{PgPool, Row};
-use testkit::postgres::{create_database, drop_database};
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
@@ -41,18 +39,13 @@ async fn text_rows(pool: &PgPool, table: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_loads_player_rows_raw() {
-    let name = testkit::names::unique("sstest_copy_");
-    let url = create_database(&name).await;
-    testkit::run_cleaned(copy_loads_player_rows(url), drop_database(&name)).await;
-}
-
-async fn copy_loads_player_rows(url: String) {
-    let store = Store::connect(&url).await.unwrap();
-    let Store::Postgres(pool) = &store else {
-        unreachable!("a PostgreSQL URL");
-    };
+/// A fresh database from `#[sqlx::test]` (dropped when the test passes, swept
+/// by the next run when it fails), migrated the way the product does.
+#[sqlx::test(migrations = false)]
+async fn copy_loads_player_rows_raw(pool: PgPool) {
+    let store = Store::Postgres(pool.clone());
+    store.migrate().await.unwrap();
+    let pool = &pool;
     let mut matches = generate_matches(2_000, 5);
     // Text COPY gives tab, newline and backslash meaning: names must survive them.
     matches[0].players[0].persona_name = Some("tab\there\\ and\nnewline".into());
@@ -82,5 +75,4 @@ async fn copy_loads_player_rows(url: String) {
         "[postgres] 20,000 player rows: raw COPY {copy_time:?}; \
          batched upsert of their 2,000 matches (with hero pool) {upsert_time:?}"
     );
-    pool.close().await;
 }

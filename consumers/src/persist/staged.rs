@@ -206,22 +206,11 @@ mod tests {
     /// A key that came in unseen (here: copied earlier in the transaction)
     /// fails the COPY inside its savepoint: nothing of it is written, the
     /// transaction goes on, and the rows can be merged instead.
-    #[tokio::test]
-    async fn a_key_already_there_fails_only_the_savepoint() {
-        let name = testkit::names::unique("ssstaged");
-        let url = testkit::postgres::create_database(&name).await;
-        testkit::run_cleaned(
-            copy_then_conflict(url),
-            testkit::postgres::drop_database(&name),
-        )
-        .await;
-    }
-
-    async fn copy_then_conflict(url: String) {
-        let store = crate::persist::Store::connect(&url).await.expect("store");
-        let crate::persist::Store::Postgres(pool) = &store else {
-            unreachable!("a postgres:// URL opens PostgreSQL")
-        };
+    /// A fresh database from `#[sqlx::test]`, migrated the way the product does.
+    #[sqlx::test(migrations = false)]
+    async fn a_key_already_there_fails_only_the_savepoint(pool: sqlx::PgPool) {
+        let store = crate::persist::Store::Postgres(pool.clone());
+        store.migrate().await.expect("migrated");
         let row = |slot, hero_id| PlayerMatchRow {
             match_id: 7,
             player_slot: slot,
@@ -242,7 +231,6 @@ mod tests {
             .expect("merge");
         assert_eq!(heroes(&mut tx).await.len(), 3);
         tx.commit().await.expect("commit");
-        store.close().await;
     }
 
     async fn heroes(tx: &mut Transaction<'static, Postgres>) -> Vec<i32> {
