@@ -94,31 +94,31 @@ fn errors_name_the_field() {
         .contains("bus.redis.url"));
 }
 
-/// A config written for Kafka still parses in a build without the backend,
-/// and start-up stops naming the field rather than failing on the first poll.
-#[test]
-fn the_kafka_backend_is_there_exactly_when_built_in() {
-    let sample: Sample = load(None, env(&[("SCOUTSTREAM__BUS__BACKEND", "kafka")])).unwrap();
+/// A config written for a backend (`backend`, cargo feature `feature`) still
+/// parses in a build without it, and start-up stops naming the field rather
+/// than failing on the first poll.
+fn backend_is_there_exactly_when_built_in(backend: &str, feature: &str, built_in: bool) {
+    let sample: Sample = load(None, env(&[("SCOUTSTREAM__BUS__BACKEND", backend)])).unwrap();
     let validated = sample.bus.validate();
-    if cfg!(feature = "kafka") {
+    if built_in {
         validated.unwrap();
     } else {
         let error = validated.unwrap_err().to_string();
         assert!(error.contains("`bus.backend`"), "{error}");
-        assert!(error.contains("feature `kafka`"), "{error}");
+        assert!(error.contains(&format!("feature `{feature}`")), "{error}");
     }
 }
 
 #[test]
+fn the_kafka_backend_is_there_exactly_when_built_in() {
+    backend_is_there_exactly_when_built_in("kafka", "kafka", cfg!(feature = "kafka"));
+}
+
+#[test]
 fn the_redis_streams_backend_is_there_exactly_when_built_in() {
-    let sample: Sample =
-        load(None, env(&[("SCOUTSTREAM__BUS__BACKEND", "redis-streams")])).unwrap();
-    let validated = sample.bus.validate();
-    if cfg!(feature = "redis-streams") {
-        validated.unwrap();
-    } else {
-        let error = validated.unwrap_err().to_string();
-        assert!(error.contains("`bus.backend`"), "{error}");
-        assert!(error.contains("feature `redis-streams`"), "{error}");
-    }
+    backend_is_there_exactly_when_built_in(
+        "redis-streams",
+        "redis-streams",
+        cfg!(feature = "redis-streams"),
+    );
 }
