@@ -185,7 +185,7 @@ impl AppConfig {
         if let Some(writers) = self.database.writers {
             pipeline::config::positive("database.writers", writers)?;
         }
-        self.redis_tls.validate("redis_tls")?;
+        pipeline::config::redis_tls("redis_tls", &self.redis_tls)?;
         self.cache
             .validate()
             .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;

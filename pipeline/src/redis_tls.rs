@@ -29,19 +29,6 @@ impl std::fmt::Debug for RedisTls {
 }
 
 impl RedisTls {
-    /// A client certificate without its key (or the reverse) is a mistake to
-    /// report at start-up, naming the field under `section`.
-    pub fn validate(&self, section: &str) -> Result<(), crate::config::ConfigError> {
-        if self.cert.is_empty() != self.key.is_empty() {
-            let missing = if self.cert.is_empty() { "cert" } else { "key" };
-            return Err(crate::config::ConfigError::invalid(
-                &format!("{section}.{missing}"),
-                "a client certificate needs both `cert` and `key`",
-            ));
-        }
-        Ok(())
-    }
-
     fn is_empty(&self) -> bool {
         self.ca.is_empty() && self.cert.is_empty()
     }
@@ -81,19 +68,6 @@ mod tests {
         let shown = format!("{tls:?}");
         assert!(!shown.contains("canary"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
-    }
-
-    #[test]
-    fn a_certificate_without_its_key_names_the_missing_field() {
-        let tls = RedisTls {
-            cert: "CERT PEM".into(),
-            ..RedisTls::default()
-        };
-        let err = tls
-            .validate("redis_tls")
-            .expect_err("half a client identity")
-            .to_string();
-        assert!(err.contains("redis_tls.key"), "{err}");
     }
 
     #[test]

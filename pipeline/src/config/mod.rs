@@ -340,6 +340,19 @@ fn built_in(present: bool, why_not: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// A `[redis_tls]`-shaped section (`section` names it in the error): a client
+/// certificate without its key, or the reverse, is a mistake to report at start-up.
+pub fn redis_tls(section: &str, tls: &crate::redis_tls::RedisTls) -> Result<(), ConfigError> {
+    if tls.cert.is_empty() != tls.key.is_empty() {
+        let missing = if tls.cert.is_empty() { "cert" } else { "key" };
+        return Err(ConfigError::invalid(
+            &format!("{section}.{missing}"),
+            "a client certificate needs both `cert` and `key`",
+        ));
+    }
+    Ok(())
+}
+
 pub fn positive(field: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError::invalid(field, "must be greater than 0"));

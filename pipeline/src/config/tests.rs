@@ -122,3 +122,15 @@ fn the_redis_streams_backend_is_there_exactly_when_built_in() {
         cfg!(feature = "redis-streams"),
     );
 }
+
+#[test]
+fn a_certificate_without_its_key_names_the_missing_field() {
+    let tls = crate::redis_tls::RedisTls {
+        cert: "CERT PEM".into(),
+        ..crate::redis_tls::RedisTls::default()
+    };
+    let err = super::redis_tls("redis_tls", &tls)
+        .expect_err("half a client identity")
+        .to_string();
+    assert!(err.contains("redis_tls.key"), "{err}");
+}

@@ -6,7 +6,8 @@
 //! ([`serve`]) and, per consumer group, runs a [`spawn_lag_reporter`].
 //!
 //! - [`health`]: asks the bus and the stores every few seconds; `/readyz` follows.
-//! - [`names`]: every metric, its labels, unit and help text.
+//! - [`names`]: every metric, its labels, unit and help text (kept beside the
+//!   events that emit them, in [`crate::internal_events`]).
 //! - [`readiness`]: the named checks behind `/readyz`.
 //! - `deploy/prometheus` and `deploy/grafana` hold the scrape config, alert rules
 //!   and dashboards built on these names; `tests/observe_prometheus.rs` runs them
@@ -14,7 +15,7 @@
 
 pub mod health;
 pub mod lag;
-pub mod names;
+pub use crate::internal_events::names;
 pub mod readiness;
 pub mod recorder;
 pub mod server;

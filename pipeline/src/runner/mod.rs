@@ -380,6 +380,8 @@ impl Runner {
                         group: &self.config.group,
                         delivery: &slice[i],
                         error,
+                        kind: error.kind(),
+                        retriable: error.is_retriable(),
                     }
                     .emit();
                 }

@@ -1,6 +1,7 @@
 //! One struct per thing that happens inside the runtime. `emit` writes its log
-//! line and its metric (names in [`crate::observe::names`]) from one place, so
-//! the two cannot drift apart: the pattern of Vector's internal events.
+//! line and its metric (every metric's name, labels and help in [`names`]) from
+//! one place, so the two cannot drift apart: the pattern of Vector's internal
+//! events.
 //!
 //! Metrics cost nothing until a recorder is installed
 //! ([`crate::observe::install_recorder`]).
@@ -10,9 +11,9 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+pub mod names;
+
 use crate::bus::{now_ms, Delivery, PartitionLag};
-use crate::observe::names;
-use crate::runner::HandlerError;
 
 pub trait InternalEvent {
     fn emit(self);
@@ -97,7 +98,10 @@ impl InternalEvent for EventsHandled<'_> {
 pub struct HandlerFailed<'a> {
     pub group: &'a str,
     pub delivery: &'a Delivery,
-    pub error: &'a HandlerError,
+    pub error: &'a dyn std::error::Error,
+    /// The error's kind (`HandlerError::kind`), a metric label.
+    pub kind: &'static str,
+    pub retriable: bool,
 }
 
 impl InternalEvent for HandlerFailed<'_> {
@@ -109,14 +113,14 @@ impl InternalEvent for HandlerFailed<'_> {
             partition = self.delivery.partition,
             position = ?self.delivery.position,
             error = %self.error,
-            retriable = self.error.is_retriable(),
+            retriable = self.retriable,
             "handler failed"
         );
         counter!(
             names::HANDLER_ERRORS_TOTAL,
             "group" => self.group.to_string(),
-            "kind" => self.error.kind(),
-            "retriable" => retriable_label(self.error.is_retriable())
+            "kind" => self.kind,
+            "retriable" => retriable_label(self.retriable)
         )
         .increment(1);
     }
