@@ -14,6 +14,7 @@ use consumers::jobs::JobsHandler;
 use consumers::persist::PersistHandler;
 use pipeline::bus::{Bus, Subscription};
 use pipeline::config::{Backend, BusConfig, ConfigError, RunnerSection};
+use pipeline::observe::readiness::runner_check;
 use pipeline::observe::{self, ObserveConfig, Readiness};
 use pipeline::runner::{EventHandler, Handler, RunStats, Runner, RunnerError, DEFAULT_BATCH_SIZE};
 use pipeline::schema_registry::ResolveSchemas;
@@ -26,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Persist's batch size on Kafka when `[runner] batch_size` is unset (see
 /// [`AppConfig::default_batch_size`]; README, Benchmarks).
 pub const PERSIST_BATCH_SIZE_ON_KAFKA: usize = 2_500;
+
+/// Persist's members on Kafka when `[groups] members` is unset (see
+/// [`AppConfig::group_members`]; README, Benchmarks).
+pub const PERSIST_MEMBERS_ON_KAFKA: u64 = 2;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,7 +67,8 @@ pub struct DatabaseSection {
     /// Transactions the persist group runs at once on PostgreSQL, each over
     /// its own share of a batch's partitions. SQLite writes one at a time.
     /// Unset: 2 on Redis Streams, whose batches span every partition (+23–43%
-    /// player rows/s here), 1 on Kafka, where 2 gained nothing and twice lost 30%.
+    /// player rows/s here); 1 on Kafka, where persist runs two members
+    /// instead (`[groups] members`), and on the in-memory bus.
     pub writers: Option<u64>,
 }
 
@@ -102,6 +108,12 @@ pub struct GroupsSection {
     /// `/metrics`. Unset: the processes that run the jobs group serve it, so
     /// enrich and cache pods need neither the database nor an API token.
     pub serve_api: Option<bool>,
+    /// Members of each group this process runs: each is its own consumer
+    /// in the group with its own runner, so the group's partitions are
+    /// shared among them as among processes, and one member's batch is
+    /// written while another decodes its next. Unset: see
+    /// [`AppConfig::group_members`].
+    pub members: Option<u64>,
 }
 
 impl Default for GroupsSection {
@@ -111,6 +123,7 @@ impl Default for GroupsSection {
             id_prefix: "scoutstream".into(),
             lag_report_interval_secs: 5,
             serve_api: None,
+            members: None,
         }
     }
 }
@@ -185,6 +198,9 @@ impl AppConfig {
         if let Some(writers) = self.database.writers {
             pipeline::config::positive("database.writers", writers)?;
         }
+        if let Some(members) = self.groups.members {
+            pipeline::config::positive("groups.members", members)?;
+        }
         pipeline::config::redis_tls("redis_tls", &self.redis_tls)?;
         self.cache
             .validate()
@@ -210,12 +226,27 @@ impl AppConfig {
 
     /// [`DatabaseSection::writers`], or its default for the bus.
     pub fn persist_writers(&self) -> usize {
+        // On Kafka persist runs two members instead (`group_members`): two
+        // transactions at once either way, but not started and ended together.
         let default = match self.bus.backend {
-            Backend::RedisStreams | Backend::Kafka => 2,
-            Backend::Memory => 1,
+            Backend::RedisStreams => 2,
+            Backend::Kafka | Backend::Memory => 1,
         };
         let writers = self.database.writers.unwrap_or(default);
         usize::try_from(writers).unwrap_or(usize::MAX)
+    }
+
+    /// Members of group `name` in this process ([`GroupsSection::members`]).
+    /// Unset: one, except persist on Kafka, where one member's batches hold
+    /// a few partitions each and PostgreSQL idles while the member acks,
+    /// polls and decodes between them.
+    pub fn group_members(&self, name: GroupName) -> usize {
+        let default = match (name, self.bus.backend) {
+            (GroupName::Persist, Backend::Kafka) => PERSIST_MEMBERS_ON_KAFKA,
+            _ => 1,
+        };
+        let members = self.groups.members.unwrap_or(default);
+        usize::try_from(members).unwrap_or(usize::MAX)
     }
 
     /// Deliveries per batch of group `name` when `[runner] batch_size` is
@@ -319,6 +350,9 @@ pub struct GroupSpec {
     pub topics: Vec<String>,
     /// Its batch size unless `[runner] batch_size` sets one for every group.
     pub default_batch_size: usize,
+    /// Consumers of the group this process runs, one runner each, all
+    /// sharing `handler`.
+    pub members: usize,
     pub handler: Arc<dyn Handler>,
     /// What runs beside the runner: the jobs group's worker pool.
     pub pool: Option<consumers::jobs::WorkerPool>,
@@ -369,10 +403,10 @@ pub async fn run_groups(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<(GroupName, RunStats)>> {
     let dead_letters = bus.publisher().await?;
-    let members = join_all(bus.as_ref(), groups).await?;
+    let joined = join_all(bus.as_ref(), groups).await?;
     let mut tasks = JoinSet::new();
     let mut pools = JoinSet::new();
-    for (mut group, subscription) in members {
+    for (mut group, subscriptions) in joined {
         if let Some(pool) = group.pool.take() {
             pools.spawn(pool.run(shutdown.clone()));
         }
@@ -385,16 +419,25 @@ pub async fn run_groups(
                 shutdown.clone(),
             );
         }
-        let mut runner = Runner::new(
-            runner.for_group(&group.id, group.default_batch_size),
-            with_resolver(&group, &shutdown),
-            dead_letters.clone(),
-        );
-        if let Some(readiness) = &watch.readiness {
-            runner = runner.with_readiness(readiness.clone());
+        let handler = with_resolver(&group, &shutdown);
+        let several = subscriptions.len() > 1;
+        for (member, subscription) in subscriptions.into_iter().enumerate() {
+            let mut runner = Runner::new(
+                runner.for_group(&group.id, group.default_batch_size),
+                handler.clone(),
+                dead_letters.clone(),
+            );
+            if let Some(readiness) = &watch.readiness {
+                runner = if several {
+                    let check = format!("{}#{member}", runner_check(&group.id));
+                    runner.with_readiness_as(readiness.clone(), check)
+                } else {
+                    runner.with_readiness(readiness.clone())
+                };
+            }
+            let (name, stop) = (group.name, shutdown.clone());
+            tasks.spawn(async move { (name, runner.run(subscription, stop).await) });
         }
-        let stop = shutdown.clone();
-        tasks.spawn(async move { (group.name, runner.run(subscription, stop).await) });
     }
     let outcome = join_runners(&mut tasks, &shutdown).await;
     // The runners are done (shutdown): the pools finish or release their jobs.
@@ -405,25 +448,30 @@ pub async fn run_groups(
     Ok(stats)
 }
 
-/// Every group's member, or none: members that joined before one failed to
+/// Every group's members, or none: members that joined before one failed to
 /// leave again, having consumed nothing.
 async fn join_all(
     bus: &dyn Bus,
     groups: Vec<GroupSpec>,
-) -> anyhow::Result<Vec<(GroupSpec, Box<dyn Subscription>)>> {
-    let mut members = Vec::with_capacity(groups.len());
+) -> anyhow::Result<Vec<(GroupSpec, Vec<Box<dyn Subscription>>)>> {
+    let mut joined: Vec<(GroupSpec, Vec<Box<dyn Subscription>>)> = Vec::with_capacity(groups.len());
     for group in groups {
-        match bus.subscribe(&group.id, &group.topics).await {
-            Ok(subscription) => members.push((group, subscription)),
-            Err(err) => {
-                for (_, joined) in members {
-                    let _ = joined.close().await;
+        let mut members = Vec::with_capacity(group.members);
+        for _ in 0..group.members.max(1) {
+            match bus.subscribe(&group.id, &group.topics).await {
+                Ok(subscription) => members.push(subscription),
+                Err(err) => {
+                    let left = joined.into_iter().flat_map(|(_, members)| members);
+                    for member in left.chain(members) {
+                        let _ = member.close().await;
+                    }
+                    return Err(err).with_context(|| format!("joining group `{}`", group.id));
                 }
-                return Err(err).with_context(|| format!("joining group `{}`", group.id));
             }
         }
+        joined.push((group, members));
     }
-    Ok(members)
+    Ok(joined)
 }
 
 fn with_resolver(group: &GroupSpec, shutdown: &CancellationToken) -> Arc<dyn Handler> {

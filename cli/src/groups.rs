@@ -143,6 +143,7 @@ pub async fn build(
             id: config.group_id(*name),
             topics: name.topics(),
             default_batch_size: config.default_batch_size(*name),
+            members: config.group_members(*name),
             handler,
             pool,
             resolver: resources.resolver(config)?,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use scoutstream::app::{AppConfig, GroupName};
+use scoutstream::app::{AppConfig, GroupName, PERSIST_MEMBERS_ON_KAFKA};
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/scoutstream.toml")
@@ -27,7 +27,11 @@ fn the_example_config_loads_and_validates() {
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
     assert_eq!(config.database.writers, None);
-    assert_eq!(config.persist_writers(), 2, "Kafka's default");
+    assert_eq!(
+        config.persist_writers(),
+        1,
+        "Kafka's default: two members instead"
+    );
     let mut on_redis = config.clone();
     on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
     assert_eq!(on_redis.persist_writers(), 2, "Redis Streams' default");
@@ -64,6 +68,28 @@ fn batch_sizes_default_per_group_and_bus() {
     }
 }
 
+/// Unset, `[groups] members` is [`PERSIST_MEMBERS_ON_KAFKA`] for persist on
+/// Kafka and one for every other group and bus; set, it is every group's.
+#[test]
+fn members_default_per_group_and_bus() {
+    let config: AppConfig = pipeline::config::load(Some(&example()), Vec::new()).unwrap();
+    assert_eq!(config.groups.members, None);
+    let on_kafka = usize::try_from(PERSIST_MEMBERS_ON_KAFKA).unwrap();
+    assert!(on_kafka > 1);
+    assert_eq!(config.group_members(GroupName::Persist), on_kafka);
+    for group in [GroupName::Enrich, GroupName::Cache, GroupName::Jobs] {
+        assert_eq!(config.group_members(group), 1, "{group:?}");
+    }
+    let mut on_redis = config.clone();
+    on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
+    assert_eq!(on_redis.group_members(GroupName::Persist), 1);
+    let mut set = config.clone();
+    set.groups.members = Some(3);
+    for group in GroupName::ALL {
+        assert_eq!(set.group_members(group), 3, "{group:?}");
+    }
+}
+
 #[test]
 fn a_bad_field_stops_start_up_naming_it() {
     let output = Command::new(env!("CARGO_BIN_EXE_scoutstream"))
@@ -93,6 +119,7 @@ fn a_bad_field_stops_start_up_naming_it() {
         ("SCOUTSTREAM__JOBS__LEASE_MS", "500", "jobs.lease_ms"),
         ("SCOUTSTREAM__JOBS__WORKERS", "0", "jobs.workers"),
         ("SCOUTSTREAM__DATABASE__WRITERS", "0", "database.writers"),
+        ("SCOUTSTREAM__GROUPS__MEMBERS", "0", "groups.members"),
         (
             "SCOUTSTREAM__SCHEMA_REGISTRY__URL",
             "registry:8081",

@@ -117,6 +117,7 @@ fn spec(name: GroupName, id: &str, handler: Arc<dyn Handler>) -> GroupSpec {
         id: id.into(),
         topics: vec![TOPIC.into()],
         default_batch_size: pipeline::runner::DEFAULT_BATCH_SIZE,
+        members: 1,
         handler,
         pool: None,
         resolver: None,

@@ -66,7 +66,8 @@ pub struct Runner {
     handler: Arc<dyn Handler>,
     dead_letters: Arc<dyn Publisher>,
     codec: Codec,
-    readiness: Option<Readiness>,
+    /// With the name of this runner's check in it.
+    readiness: Option<(Readiness, String)>,
 }
 
 /// What became of one partition's slice of a batch.
@@ -95,15 +96,22 @@ impl Runner {
 
     /// Reports to `readiness` under [`runner_check`]: ready while polls succeed,
     /// not ready before the first one, after a failed one and once stopped.
-    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
-        readiness.register(runner_check(&self.config.group));
-        self.readiness = Some(readiness);
+    pub fn with_readiness(self, readiness: Readiness) -> Self {
+        let check = runner_check(&self.config.group);
+        self.with_readiness_as(readiness, check)
+    }
+
+    /// [`Runner::with_readiness`] under its own check `check`: one of several
+    /// members of a group in one process, each reporting for itself.
+    pub fn with_readiness_as(mut self, readiness: Readiness, check: String) -> Self {
+        readiness.register(check.clone());
+        self.readiness = Some((readiness, check));
         self
     }
 
     fn set_ready(&self, ready: bool) {
-        if let Some(readiness) = &self.readiness {
-            readiness.set(&runner_check(&self.config.group), ready);
+        if let Some((readiness, check)) = &self.readiness {
+            readiness.set(check, ready);
         }
     }
 

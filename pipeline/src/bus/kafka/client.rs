@@ -60,7 +60,7 @@ impl KafkaBus {
                     .set("session.timeout.ms", session_ms.to_string())
                     .set(
                         "heartbeat.interval.ms",
-                        (session_ms / 4).max(100).to_string(),
+                        heartbeat_ms(session_ms).to_string(),
                     );
             }
         }
@@ -83,6 +83,14 @@ impl KafkaBus {
         let consumer: BaseConsumer = self.base_config().create()?;
         Ok(consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?)
     }
+}
+
+/// A classic member's heartbeat: how soon it hears of a rebalance another
+/// member's join or leave started, so every rebalance waits about this long
+/// per round (cooperative-sticky takes two). Kafka's default of 3 s, and a
+/// quarter of shorter sessions so a few missed beats never expire one.
+fn heartbeat_ms(session_ms: u128) -> u128 {
+    (session_ms / 4).clamp(100, 3_000)
 }
 
 fn producer_config(config: &KafkaConfig) -> ClientConfig {
@@ -208,5 +216,17 @@ impl Publisher for KafkaBus {
             result.map_err(|(err, _)| BusError::Kafka(err))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::heartbeat_ms;
+
+    #[test]
+    fn heartbeats_are_kafkas_three_seconds_or_a_quarter_of_a_shorter_session() {
+        assert_eq!(heartbeat_ms(45_000), 3_000);
+        assert_eq!(heartbeat_ms(6_000), 1_500);
+        assert_eq!(heartbeat_ms(200), 100);
     }
 }
