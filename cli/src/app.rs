@@ -443,9 +443,25 @@ pub async fn run_groups(
     // The runners are done (shutdown): the pools finish or release their jobs.
     shutdown.cancel();
     while pools.join_next().await.is_some() {}
-    let mut stats = outcome?;
-    stats.sort_by_key(|(name, _)| name.as_str());
-    Ok(stats)
+    Ok(per_group(outcome?))
+}
+
+/// One line of stats per group: its members' added up.
+fn per_group(members: Vec<(GroupName, RunStats)>) -> Vec<(GroupName, RunStats)> {
+    let mut groups: Vec<(GroupName, RunStats)> = Vec::new();
+    for (name, run) in members {
+        match groups.iter_mut().find(|(group, _)| *group == name) {
+            Some((_, total)) => {
+                total.handled += run.handled;
+                total.dead_lettered += run.dead_lettered;
+                total.retries += run.retries;
+                total.batches += run.batches;
+            }
+            None => groups.push((name, run)),
+        }
+    }
+    groups.sort_by_key(|(name, _)| name.as_str());
+    groups
 }
 
 /// Every group's members, or none: members that joined before one failed to

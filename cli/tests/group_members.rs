@@ -101,7 +101,12 @@ async fn run_with(members: usize) -> Run {
         .expect("every event handled");
     let checks: Vec<String> = readiness.report().checks.into_keys().collect();
     shutdown.cancel();
-    running.await.unwrap().unwrap();
+    let stats = running.await.unwrap().unwrap();
+    assert_eq!(stats.len(), 1, "one line per group, not per member");
+    assert_eq!(
+        stats[0].1.handled, EVENTS as u64,
+        "the members' counts added up"
+    );
     let lag = bus.lag(GROUP, &[TOPIC.into()]).await.unwrap();
     assert_eq!(lag.iter().map(|p| p.messages).sum::<u64>(), 0, "all acked");
     Run { handler, checks }

@@ -120,7 +120,9 @@ async fn redis_cache_stopped_mid_run_loses_nothing() {
     let mut deployment = Deployment::new("kafka").await;
     let redis = PrivateRedis::start_on(free_port());
     deployment.cache_redis_url = redis.url();
-    deployment.produce(&fixture_paths(), 1500, 5);
+    // The fixtures come after the kill, so the cache has work left then
+    // however far ahead of persist it ran.
+    deployment.produce(&[], 1500, 5);
     let run = deployment.start("cache,persist");
     let pool = deployment.pool().await;
     wait_for_at_least(&pool, "SELECT count(*) FROM player_matches", 2000).await;
@@ -136,6 +138,7 @@ async fn redis_cache_stopped_mid_run_loses_nothing() {
         "the cache wrote matches to its Redis before the kill"
     );
     redis.kill(); // the cache's Redis goes away mid-run
+    deployment.produce(&fixture_paths(), 0, 5);
     wait_for_count(&pool, "SELECT count(*) FROM matches", 1502).await;
     wait_for_count(&pool, "SELECT count(*) FROM player_matches", 15_020).await;
     wait_for_zero_lag(&deployment, &deployment.group_prefix).await;
