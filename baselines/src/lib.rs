@@ -17,7 +17,7 @@ pub mod process;
 pub mod redis;
 
 pub use kafka::{raw_kafka_consume, raw_kafka_produce};
-pub use postgres::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
+pub use postgres::{copy_player_rows_in_place, copy_player_rows_raw, COPY_SCRATCH_TABLE};
 pub use process::{peak_rss_kib, process_cpu_seconds};
 pub use redis::raw_redis_consume;
 

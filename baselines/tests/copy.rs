@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use baselines::{copy_player_rows_raw, COPY_SCRATCH_TABLE};
+use baselines::{copy_player_rows_in_place, copy_player_rows_raw, COPY_SCRATCH_TABLE};
 use consumers::persist::{player_rows, PlayerMatchRow, Store};
 use producers::loadgen::generate_matches;
 use sqlx::{PgPool, Row};
@@ -75,4 +75,36 @@ async fn copy_loads_player_rows_raw(pool: PgPool) {
         "[postgres] 20,000 player rows: raw COPY {copy_time:?}; \
          batched upsert of their 2,000 matches (with hero pool) {upsert_time:?}"
     );
+}
+
+/// The in-place baseline loads every row into `player_matches` beside the rows
+/// persist wrote (same keys, so they must move) and leaves nothing behind.
+#[sqlx::test(migrations = false)]
+async fn copy_in_place_loads_beside_persisted_rows_and_leaves_the_table_as_it_was(pool: PgPool) {
+    let store = Store::Postgres(pool.clone());
+    store.migrate().await.unwrap();
+    let matches = generate_matches(500, 6);
+    store.write_matches(&matches).await.unwrap();
+    let before = text_rows(&pool, "player_matches").await;
+    assert_eq!(before.len(), 5_000);
+
+    let rows = player_rows(&matches);
+    let (loaded, _) = copy_player_rows_in_place(&pool, &rows).await.unwrap();
+    assert_eq!(loaded, 5_000);
+    assert!(
+        text_rows(&pool, "player_matches").await == before,
+        "the load was not rolled back"
+    );
+    // pgstattuple reads the pages themselves: the statistics views lag.
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dead: i64 =
+        sqlx::query_scalar("SELECT dead_tuple_count FROM pgstattuple('player_matches')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dead, 0, "the rolled-back rows were not vacuumed away");
+    assert_eq!(copy_player_rows_in_place(&pool, &[]).await.unwrap().0, 0);
 }

@@ -1,8 +1,11 @@
 //! `scoutstream bench`: the whole pipeline (enrich, cache, persist) on one
 //! backend with N generated matches, beside baselines measured in the same run
 //! ([`baselines`]: a raw librdkafka produce of the same records on Kafka, a raw
-//! read of the same topic, a raw COPY of the same player rows; [`peer`]: the
-//! persist job as a Python script).
+//! read of the same topic, raw COPYs of the same player rows into an empty
+//! table and into `player_matches` as it stands; [`peer`]: the persist job as a
+//! Python script). [`persisted`] counts the run's matches in the database
+//! without slowing the writes it times; [`quiet`] starts each measurement
+//! once autovacuum is done.
 //!
 //! Two modes: live (publish while the groups consume; publish→persisted
 //! latency) and backlog (publish everything, then time the groups draining
@@ -10,8 +13,10 @@
 
 mod baselines;
 mod peer;
+mod persisted;
 mod plot;
 mod prefill;
+mod quiet;
 mod report;
 
 use std::path::PathBuf;
@@ -32,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppConfig, GroupName};
 use crate::groups;
+use persisted::PersistedCounter;
 
 pub use peer::PeerReport;
 pub use plot::plot_svg;
@@ -126,7 +132,10 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     pub raw_consume_per_s: Option<f64>,
     pub raw_produce_per_s: Option<f64>,
+    /// Raw COPY of the same rows into an empty scratch table.
     pub raw_copy_rows_per_s: Option<f64>,
+    /// Raw COPY of the same rows into `player_matches` with its history, rolled back.
+    pub raw_copy_in_place_rows_per_s: Option<f64>,
     pub peer: Option<PeerReport>,
     pub samples: Vec<Sample>,
 }
@@ -158,6 +167,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         m.match_id = first_id + i as i64;
     }
     let history_player_rows = history(&store, &generated, options.prefill_player_rows).await?;
+    quiet::wait_for_autovacuum(&store, "the groups").await;
 
     let stop = CancellationToken::new();
     let resources = groups::Resources::default();
@@ -187,7 +197,7 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
     ));
     let sampler = tokio::spawn(sample(
         store.clone(),
-        first_id,
+        PersistedCounter::new(first_id, matches),
         published.clone(),
         stop.clone(),
     ));
@@ -233,7 +243,8 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         .iter()
         .find(|s| s.persisted >= matches as u64)
         .map_or(elapsed, |s| s.seconds);
-    let raw_copy_rows_per_s = baselines::raw_copy(&store, &rows).await?;
+    quiet::wait_for_autovacuum(&store, "the raw COPY").await;
+    let raw_copy = baselines::raw_copy(&store, &rows).await?;
     let raw_consume_per_s = baselines::raw_consume(&config, matches).await?;
     let (publish_alone_per_s, raw_produce_per_s) =
         match baselines::produce_alone(bus.as_ref(), &config, &generated).await? {
@@ -256,7 +267,8 @@ pub async fn run(mut config: AppConfig, options: BenchOptions) -> anyhow::Result
         peak_rss_mib: ::baselines::peak_rss_kib() / 1024.0,
         raw_consume_per_s,
         raw_produce_per_s,
-        raw_copy_rows_per_s,
+        raw_copy_rows_per_s: raw_copy.map(|(empty, _)| empty),
+        raw_copy_in_place_rows_per_s: raw_copy.map(|(_, in_place)| in_place),
         peer,
         samples,
     })
@@ -311,14 +323,14 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// is the lag of the whole pipeline.
 async fn sample(
     store: Store,
-    first_id: i64,
+    mut persisted: PersistedCounter,
     published: Arc<AtomicU64>,
     stop: CancellationToken,
 ) -> Vec<Sample> {
     let started = Instant::now();
     let (mut samples, mut last_handled, mut last_at) = (Vec::new(), 0u64, 0.0);
     while !stop.is_cancelled() {
-        if let Some(handled) = persisted_matches(&store, first_id).await {
+        if let Some(handled) = persisted.count(&store).await {
             let seconds = started.elapsed().as_secs_f64();
             let lag = published.load(Ordering::Relaxed).saturating_sub(handled);
             let rate = handled.saturating_sub(last_handled) as f64 / (seconds - last_at).max(1e-3);
@@ -334,23 +346,6 @@ async fn sample(
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
     samples
-}
-
-async fn persisted_matches(store: &Store, first_id: i64) -> Option<u64> {
-    let query = "SELECT count(*) FROM matches WHERE match_id >= $1";
-    let count: i64 = match store {
-        Store::Postgres(pool) => sqlx::query_scalar(query)
-            .bind(first_id)
-            .fetch_one(pool)
-            .await
-            .ok()?,
-        Store::Sqlite(pool) => sqlx::query_scalar(query)
-            .bind(first_id)
-            .fetch_one(pool)
-            .await
-            .ok()?,
-    };
-    u64::try_from(count).ok()
 }
 
 /// Publishes in chunks and notes when each match was durable on the bus.
