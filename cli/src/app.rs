@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 /// [`AppConfig::default_batch_size`]; README, Benchmarks).
 pub const PERSIST_BATCH_SIZE_ON_KAFKA: usize = 2_500;
 
-/// Persist's members on Kafka when `[groups] members` is unset (see
-/// [`AppConfig::group_members`]; README, Benchmarks).
-pub const PERSIST_MEMBERS_ON_KAFKA: u64 = 2;
+/// Persist's members on Kafka and Redis Streams when `[groups] members` is
+/// unset (see [`AppConfig::group_members`]; README, Benchmarks).
+pub const PERSIST_MEMBERS: u64 = 2;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,11 +64,11 @@ pub struct DatabaseSection {
     /// PostgreSQL role `scoutstream migrate` grants what the groups need:
     /// reading and writing rows, nothing else. Empty: no grants.
     pub app_role: String,
-    /// Transactions the persist group runs at once on PostgreSQL, each over
-    /// its own share of a batch's partitions. SQLite writes one at a time.
-    /// Unset: 2 on Redis Streams, whose batches span every partition (+23–43%
-    /// player rows/s here); 1 on Kafka, where persist runs two members
-    /// instead (`[groups] members`), and on the in-memory bus.
+    /// Transactions each persist member runs at once on PostgreSQL, each
+    /// over its own share of a batch's partitions. SQLite writes one at a
+    /// time. Unset: 1; on Kafka and Redis Streams persist runs two members
+    /// instead (`[groups] members`), whose transactions do not start and end
+    /// together as one member's writers do.
     pub writers: Option<u64>,
 }
 
@@ -224,25 +224,20 @@ impl AppConfig {
         Ok(())
     }
 
-    /// [`DatabaseSection::writers`], or its default for the bus.
+    /// [`DatabaseSection::writers`], or its default: one per member.
     pub fn persist_writers(&self) -> usize {
-        // On Kafka persist runs two members instead (`group_members`): two
-        // transactions at once either way, but not started and ended together.
-        let default = match self.bus.backend {
-            Backend::RedisStreams => 2,
-            Backend::Kafka | Backend::Memory => 1,
-        };
-        let writers = self.database.writers.unwrap_or(default);
+        let writers = self.database.writers.unwrap_or(1);
         usize::try_from(writers).unwrap_or(usize::MAX)
     }
 
     /// Members of group `name` in this process ([`GroupsSection::members`]).
-    /// Unset: one, except persist on Kafka, where one member's batches hold
-    /// a few partitions each and PostgreSQL idles while the member acks,
-    /// polls and decodes between them.
+    /// Unset: one, except persist on Kafka and Redis Streams, where
+    /// PostgreSQL would idle while one member acks, polls and decodes between
+    /// its batches; with two, one member's batch is written while the
+    /// other's is prepared.
     pub fn group_members(&self, name: GroupName) -> usize {
         let default = match (name, self.bus.backend) {
-            (GroupName::Persist, Backend::Kafka) => PERSIST_MEMBERS_ON_KAFKA,
+            (GroupName::Persist, Backend::Kafka | Backend::RedisStreams) => PERSIST_MEMBERS,
             _ => 1,
         };
         let members = self.groups.members.unwrap_or(default);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use scoutstream::app::{AppConfig, GroupName, PERSIST_MEMBERS_ON_KAFKA};
+use scoutstream::app::{AppConfig, GroupName, PERSIST_MEMBERS};
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/scoutstream.toml")
@@ -27,19 +27,17 @@ fn the_example_config_loads_and_validates() {
     assert_eq!(config.groups.enabled, GroupName::ALL.to_vec());
     assert_eq!(config.observe.bind, "0.0.0.0:9464");
     assert_eq!(config.database.writers, None);
-    assert_eq!(
-        config.persist_writers(),
-        1,
-        "Kafka's default: two members instead"
-    );
-    let mut on_redis = config.clone();
-    on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
-    assert_eq!(on_redis.persist_writers(), 2, "Redis Streams' default");
-    on_redis.database.writers = Some(3);
-    assert_eq!(on_redis.persist_writers(), 3);
-    let mut embedded = config.clone();
-    embedded.bus.backend = pipeline::config::Backend::Memory;
-    assert_eq!(embedded.persist_writers(), 1, "the in-memory bus' default");
+    for backend in [
+        pipeline::config::Backend::Kafka,
+        pipeline::config::Backend::RedisStreams,
+        pipeline::config::Backend::Memory,
+    ] {
+        let mut on = config.clone();
+        on.bus.backend = backend;
+        assert_eq!(on.persist_writers(), 1, "{backend:?}: two members instead");
+        on.database.writers = Some(3);
+        assert_eq!(on.persist_writers(), 3, "{backend:?}");
+    }
 }
 
 /// Unset, `[runner] batch_size` is 2,500 for persist on Kafka and 500 for
@@ -68,21 +66,27 @@ fn batch_sizes_default_per_group_and_bus() {
     }
 }
 
-/// Unset, `[groups] members` is [`PERSIST_MEMBERS_ON_KAFKA`] for persist on
-/// Kafka and one for every other group and bus; set, it is every group's.
+/// Unset, `[groups] members` is [`PERSIST_MEMBERS`] for persist on Kafka and
+/// Redis Streams and one for every other group and bus; set, it is every group's.
 #[test]
 fn members_default_per_group_and_bus() {
     let config: AppConfig = pipeline::config::load(Some(&example()), Vec::new()).unwrap();
     assert_eq!(config.groups.members, None);
-    let on_kafka = usize::try_from(PERSIST_MEMBERS_ON_KAFKA).unwrap();
-    assert!(on_kafka > 1);
-    assert_eq!(config.group_members(GroupName::Persist), on_kafka);
+    let persist = usize::try_from(PERSIST_MEMBERS).unwrap();
+    assert!(persist > 1);
+    assert_eq!(config.group_members(GroupName::Persist), persist);
     for group in [GroupName::Enrich, GroupName::Cache, GroupName::Jobs] {
         assert_eq!(config.group_members(group), 1, "{group:?}");
     }
     let mut on_redis = config.clone();
     on_redis.bus.backend = pipeline::config::Backend::RedisStreams;
-    assert_eq!(on_redis.group_members(GroupName::Persist), 1);
+    assert_eq!(on_redis.group_members(GroupName::Persist), persist);
+    for group in [GroupName::Enrich, GroupName::Cache, GroupName::Jobs] {
+        assert_eq!(on_redis.group_members(group), 1, "{group:?}");
+    }
+    let mut embedded = config.clone();
+    embedded.bus.backend = pipeline::config::Backend::Memory;
+    assert_eq!(embedded.group_members(GroupName::Persist), 1, "in memory");
     let mut set = config.clone();
     set.groups.members = Some(3);
     for group in GroupName::ALL {

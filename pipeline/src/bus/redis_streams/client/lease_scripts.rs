@@ -48,14 +48,16 @@ pub(super) static CLAIM_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// KEYS: n leases, then their n streams. Reads new entries (group ARGV[1],
-/// member ARGV[2], at most ARGV[3]) of the streams whose lease ARGV[2] holds.
-/// Returns {streams whose lease is lost, the XREADGROUP reply or {}, and when
-/// nothing was new, {stream, last id} of each to wait on}.
+/// KEYS: n leases, then their n streams, then the group's members. Reads new
+/// entries (group ARGV[1], member ARGV[2], at most ARGV[3]) of the streams
+/// whose lease ARGV[2] holds. Returns {streams whose lease is lost, the
+/// XREADGROUP reply or {}, when nothing was new {stream, last id} of each to
+/// wait on, and how many members the group has}.
 pub(super) static READ_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-        local n = #KEYS / 2
+        local n = (#KEYS - 1) / 2
+        local members = redis.call('ZCARD', KEYS[#KEYS])
         local streams, lost = {}, {}
         for i = 1, n do
           if redis.call('GET', KEYS[i]) == ARGV[2] then
@@ -64,17 +66,17 @@ pub(super) static READ_IF_LEASED: LazyLock<Script> = LazyLock::new(|| {
             table.insert(lost, KEYS[n + i])
           end
         end
-        if #streams == 0 then return {lost, {}, {}} end
+        if #streams == 0 then return {lost, {}, {}, members} end
         local args = {'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
         for _, s in ipairs(streams) do table.insert(args, s) end
         for _ in ipairs(streams) do table.insert(args, '>') end
         local reply = redis.call(unpack(args))
-        if reply then return {lost, reply, {}} end
+        if reply then return {lost, reply, {}, members} end
         local tails = {}
         for _, s in ipairs(streams) do
           local last = redis.call('XREVRANGE', s, '+', '-', 'COUNT', 1)
           table.insert(tails, {s, last[1] and last[1][1] or '0-0'})
         end
-        return {lost, {}, tails}",
+        return {lost, {}, tails, members}",
     )
 });

@@ -48,6 +48,12 @@ pub struct RedisStreamsSubscription {
     /// The partitions whose lease this member holds.
     leased: BTreeMap<Partition, Reading>,
     last_heartbeat: Option<Instant>,
+    /// Members of the group when this member last computed its share.
+    members_at_heartbeat: usize,
+    /// A read saw another member count: rebalance at the next poll rather
+    /// than the next heartbeat, so a member that joins or leaves is answered
+    /// within a batch.
+    membership_changed: bool,
     last_lease_attempt: Option<Instant>,
     created_groups: HashSet<Partition>,
 }
@@ -70,6 +76,8 @@ impl RedisStreamsSubscription {
             share: Vec::new(),
             leased: BTreeMap::new(),
             last_heartbeat: None,
+            members_at_heartbeat: 0,
+            membership_changed: false,
             last_lease_attempt: None,
             created_groups: HashSet::new(),
         };
@@ -114,6 +122,8 @@ impl RedisStreamsSubscription {
             .query_async(&mut self.conn)
             .await?;
         self.last_heartbeat = Some(Instant::now());
+        self.members_at_heartbeat = members.len();
+        self.membership_changed = false;
         // By name, not by heartbeat time: every member must rank them alike.
         members.sort_unstable();
         let index = members.iter().position(|m| *m == self.member).unwrap_or(0);
@@ -277,9 +287,13 @@ impl RedisStreamsSubscription {
         for stream in &streams {
             script.key(stream);
         }
+        script.key(self.bus.members_key(&self.group));
         script.arg(&self.group).arg(&self.member).arg(max);
-        let (lost, reply, tails): (Vec<String>, Value, Vec<(String, String)>) =
+        let (lost, reply, tails, members): (Vec<String>, Value, Vec<(String, String)>, usize) =
             script.invoke_async(&mut self.conn).await?;
+        if members != self.members_at_heartbeat {
+            self.membership_changed = true;
+        }
         for stream in &lost {
             if let Some(index) = streams.iter().position(|s| s == stream) {
                 self.leased.remove(&live[index]);
@@ -327,7 +341,7 @@ impl RedisStreamsSubscription {
     }
 
     async fn poll_once(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
-        if self.heartbeat_due() {
+        if self.heartbeat_due() || self.membership_changed {
             self.heartbeat_and_rebalance().await?;
         } else if self.lease_attempt_due() {
             self.take_leases().await?;
