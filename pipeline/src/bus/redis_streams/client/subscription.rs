@@ -9,6 +9,10 @@
 //! stream, in id order, and only then reads new ones: a partition's entries
 //! reach its new owner in order, and "applied up to entry E" is a valid summary
 //! of what the group did (persist keeps it in the database).
+//!
+//! Members heartbeat into a sorted set and each takes its share of the
+//! partitions by rank. Every read also counts the members, so a join or a
+//! leave is answered at the next poll, not only at the next heartbeat.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
